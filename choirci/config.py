@@ -1,0 +1,372 @@
+"""choirci.yaml (or ``[tool.choirci]`` in pyproject.toml) -> one frozen, validated Config.
+
+Loaded once per run. Every problem is a :class:`~choirci.errors.ConfigError` whose message
+is one line: ``file:line: key.path: what is wrong; what is allowed``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from choirci.errors import ConfigError
+from choirci.yamlpos import Located, load_pyproject, load_yaml
+
+CONFIG_NAMES = ("choirci.yaml", "choirci.yml")
+INSTALLABLE = re.compile(r"^(?P<flake>[^#\s]+)#(?P<attr>[A-Za-z0-9_\-.'\"]+)$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+HOST_SPEC = re.compile(r"^(local|ssh|paramiko|docker|podman|kubectl|salt|ansible|winrm|lxc)://")
+
+
+@dataclass(frozen=True)
+class Closure:
+    name: str
+    installable: str
+
+    @property
+    def flake(self) -> str:
+        return self.installable.split("#", 1)[0]
+
+
+@dataclass(frozen=True)
+class LoopStep:
+    name: str
+    argv: tuple[str, ...]
+    develop: str | None = None
+    timeout: float = 1800.0
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class RustTarget:
+    crate: str
+    test: str
+    tests: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.crate}::{self.test}"
+
+
+@dataclass(frozen=True)
+class RustSettings:
+    cargo: str = "cargo"
+    develop: str | None = None
+    timeout: float = 300.0
+    targets: tuple[RustTarget, ...] = ()
+
+
+@dataclass(frozen=True)
+class NixSettings:
+    binary: str = "nix"
+    extra_args: tuple[str, ...] = ()
+    build_timeout: float = 3600.0
+    missing: str = "error"  # "error" | "skip"
+    lock_timeout: float = 1800.0
+    lock_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    domain: str | None = None
+    prompt_url: str | None = None
+    prompt_objective: str = "choirci release smoke: reply with OK"
+    prompt_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    root: Path
+    closures: tuple[Closure, ...] = ()
+    loops: tuple[LoopStep, ...] = ()
+    rust: RustSettings = RustSettings()
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    host_checks: Mapping[str, Any] = field(default_factory=dict)
+    gates_dir: Path | None = None
+    evidence_dir: Path = Path("evidence")
+    release: ReleaseSettings = ReleaseSettings()
+    redact: tuple[str, ...] = ()
+    nix: NixSettings = NixSettings()
+
+    def closure(self, name: str) -> Closure:
+        for closure in self.closures:
+            if closure.name == name:
+                return closure
+        known = ", ".join(c.name for c in self.closures) or "none configured"
+        raise ConfigError(f"unknown closure {name!r}; known closures: {known}")
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest choirci.yaml, or pyproject.toml with [tool.choirci], at or above ``start``."""
+    for directory in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            if (directory / name).is_file():
+                return directory / name
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file() and "[tool.choirci" in pyproject.read_text(errors="replace"):
+            return pyproject
+    return None
+
+
+def load(path: Path) -> Config:
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file; pass an existing choirci.yaml")
+    if path.name == "pyproject.toml":
+        located = load_pyproject(path)
+        if located is None:
+            raise ConfigError(f"{path}: has no [tool.choirci] table; add one or use choirci.yaml")
+    else:
+        located = load_yaml(path)
+    return parse(located, root=path.resolve().parent, path=path.resolve())
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Typed accessors that raise ConfigErrors pointing at the offending line."""
+
+    def __init__(self, located: Located) -> None:
+        self.located = located
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.located.where(path)}: {path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_describe(value)}")
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    hint = difflib.get_close_matches(key, allowed, n=1)
+                    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                    raise self.fail(
+                        _join(path, key),
+                        f"unknown key{did_you_mean}; allowed: {', '.join(allowed)}",
+                    )
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {_describe(value)}")
+        return value
+
+    def optional_string(self, value: Any, path: str) -> str | None:
+        return None if value is None else self.string(value, path)
+
+    def number(self, value: Any, path: str, default: float) -> float:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.fail(path, f"expected a positive number of seconds, got {_describe(value)}")
+        return float(value)
+
+    def strings(self, value: Any, path: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of strings, got {_describe(value)}")
+        return tuple(self.string(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+    def argv(self, value: Any, path: str) -> tuple[str, ...]:
+        """A command as a list, or a string split like a shell would (never run by a shell)."""
+        if isinstance(value, str):
+            try:
+                parts = tuple(shlex.split(value))
+            except ValueError as exc:
+                raise self.fail(path, f"cannot split the command ({exc}); fix the quoting") from None
+            if not parts:
+                raise self.fail(path, "empty command; give the program and its arguments")
+            return parts
+        parts = self.strings(value, path)
+        if not parts:
+            raise self.fail(path, "expected a command (string or list), got nothing")
+        return parts
+
+    def name(self, value: str, path: str) -> str:
+        if not NAME.match(value):
+            raise self.fail(path, f"invalid name {value!r}; use letters, digits, '_', '-', '.'")
+        return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+TOP_KEYS = (
+    "closures", "loops", "rust", "nix", "hosts", "host_checks",
+    "gates", "evidence", "release", "redact",
+)
+
+
+def parse(located: Located, root: Path, path: Path | None = None) -> Config:
+    r = _Reader(located)
+    top = r.mapping(located.data, "", TOP_KEYS)
+    sections: dict[str, Callable[[_Reader, Any], Any]] = {
+        "closures": _closures, "loops": _loops, "rust": _rust, "nix": _nix,
+        "hosts": _hosts, "release": _release,
+    }
+    parsed = {key: fn(r, top.get(key)) for key, fn in sections.items()}
+    host_checks = r.mapping(top.get("host_checks"), "host_checks", None)
+    gates = r.optional_string(top.get("gates"), "gates")
+    evidence = r.optional_string(top.get("evidence"), "evidence") or "evidence"
+    return Config(
+        path=path,
+        root=root,
+        host_checks=host_checks,
+        gates_dir=(root / gates) if gates else None,
+        evidence_dir=root / evidence,
+        redact=r.strings(top.get("redact"), "redact"),
+        **parsed,
+    )
+
+
+def _closures(r: _Reader, value: Any) -> tuple[Closure, ...]:
+    table = r.mapping(value, "closures", None)
+    out = []
+    for name, installable in table.items():
+        path = f"closures.{name}"
+        r.name(name, path)
+        if not isinstance(installable, str) or not INSTALLABLE.match(installable):
+            got = installable if isinstance(installable, str) else _describe(installable)
+            raise r.fail(path, f"expected 'path#attr' (e.g. './sandbox#sandbox'), got {got!r}")
+        out.append(Closure(name=name, installable=installable))
+    return tuple(out)
+
+
+def _loops(r: _Reader, value: Any) -> tuple[LoopStep, ...]:
+    table = r.mapping(value, "loops", None)
+    out = []
+    for name, spec in table.items():
+        path = f"loops.{name}"
+        r.name(name, path)
+        if isinstance(spec, (str, list)):
+            spec = {"run": spec}
+        spec = r.mapping(spec, path, ("run", "develop", "timeout"))
+        if "run" not in spec:
+            raise r.fail(path, "missing 'run:'; give the command to run")
+        out.append(
+            LoopStep(
+                name=name,
+                argv=r.argv(spec["run"], f"{path}.run"),
+                develop=r.optional_string(spec.get("develop"), f"{path}.develop"),
+                timeout=r.number(spec.get("timeout"), f"{path}.timeout", 1800.0),
+            )
+        )
+    return tuple(out)
+
+
+def _rust(r: _Reader, value: Any) -> RustSettings:
+    table = r.mapping(value, "rust", ("cargo", "develop", "timeout", "targets"))
+    raw_targets = table.get("targets") or []
+    if not isinstance(raw_targets, list):
+        raise r.fail("rust.targets", f"expected a list of targets, got {_describe(raw_targets)}")
+    targets = []
+    for index, spec in enumerate(raw_targets):
+        path = f"rust.targets[{index}]"
+        spec = r.mapping(spec, path, ("crate", "test", "tests", "features"))
+        for key in ("crate", "test"):
+            if key not in spec:
+                raise r.fail(path, f"missing '{key}:'; a target needs crate and test binary")
+        targets.append(
+            RustTarget(
+                crate=r.name(r.string(spec["crate"], f"{path}.crate"), f"{path}.crate"),
+                test=r.name(r.string(spec["test"], f"{path}.test"), f"{path}.test"),
+                tests=r.strings(spec.get("tests"), f"{path}.tests"),
+                features=r.strings(spec.get("features"), f"{path}.features"),
+            )
+        )
+    return RustSettings(
+        cargo=r.optional_string(table.get("cargo"), "rust.cargo") or "cargo",
+        develop=r.optional_string(table.get("develop"), "rust.develop"),
+        timeout=r.number(table.get("timeout"), "rust.timeout", 300.0),
+        targets=tuple(targets),
+    )
+
+
+def _nix(r: _Reader, value: Any) -> NixSettings:
+    keys = ("binary", "extra_args", "build_timeout", "missing", "lock_timeout", "lock_path")
+    table = r.mapping(value, "nix", keys)
+    missing = table.get("missing", "error")
+    if missing not in ("error", "skip"):
+        raise r.fail("nix.missing", f"expected 'error' or 'skip', got {missing!r}")
+    return NixSettings(
+        binary=r.optional_string(table.get("binary"), "nix.binary") or "nix",
+        extra_args=r.strings(table.get("extra_args"), "nix.extra_args"),
+        build_timeout=r.number(table.get("build_timeout"), "nix.build_timeout", 3600.0),
+        missing=missing,
+        lock_timeout=r.number(table.get("lock_timeout"), "nix.lock_timeout", 1800.0),
+        lock_path=r.optional_string(table.get("lock_path"), "nix.lock_path"),
+    )
+
+
+def _hosts(r: _Reader, value: Any) -> dict[str, str]:
+    table = r.mapping(value, "hosts", None)
+    out = {}
+    for name, spec in table.items():
+        path = f"hosts.{name}"
+        r.name(name, path)
+        spec = r.string(spec, path)
+        if not HOST_SPEC.match(spec):
+            raise r.fail(
+                path,
+                f"expected a testinfra host spec like 'ssh://user@host' or 'local://', got {spec!r}",
+            )
+        out[name] = spec
+    return out
+
+
+def _release(r: _Reader, value: Any) -> ReleaseSettings:
+    keys = ("domain", "prompt_url", "prompt_objective", "prompt_timeout")
+    table = r.mapping(value, "release", keys)
+    return ReleaseSettings(
+        domain=r.optional_string(table.get("domain"), "release.domain"),
+        prompt_url=r.optional_string(table.get("prompt_url"), "release.prompt_url"),
+        prompt_objective=r.optional_string(
+            table.get("prompt_objective"), "release.prompt_objective"
+        )
+        or ReleaseSettings.prompt_objective,
+        prompt_timeout=r.number(table.get("prompt_timeout"), "release.prompt_timeout", 120.0),
+    )
+
+
+def resolve(explicit: str | None, start: Path) -> Config:
+    """CLI option > $CHOIRCI_CONFIG > nearest config file at or above ``start``."""
+    chosen = explicit or os.environ.get("CHOIRCI_CONFIG")
+    if chosen:
+        return load(Path(chosen))
+    found = find_config(start)
+    if found is None:
+        raise ConfigError(
+            f"no choirci.yaml found in {start} or above; create one (see README 'Config') "
+            "or pass --choirci-config PATH"
+        )
+    return load(found)

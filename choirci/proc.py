@@ -1,0 +1,178 @@
+"""The one place choirci starts processes.
+
+Every external command (nix, cargo, a test binary, ssh) goes through :func:`run`: an argv
+list (never a shell string), logged with ``shlex.join`` before it starts, started through
+plumbum in its own session so that a timeout or Ctrl-C kills the whole process group, its
+output decoded leniently (binary output never raises) and returned as a
+:class:`CommandResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from plumbum import local
+
+from choirci.errors import ToolMissing
+
+log = logging.getLogger("choirci")
+
+LineCallback = Callable[[str], None]
+KILL_GRACE = 3.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the process, if it died of one."""
+        if self.returncode is not None and self.returncode < 0:
+            return -self.returncode
+        return None
+
+    def describe_exit(self) -> str:
+        if self.timed_out:
+            return "timed out (process group killed)"
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"killed by {name}"
+        return f"exit status {self.returncode}"
+
+
+def which(program: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Resolve ``program`` against ``env['PATH']`` (the live environment, not plumbum's copy)."""
+    if os.sep in program:
+        return program if os.access(program, os.X_OK) else None
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    return shutil.which(program, path=path)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stdin: str | None = None,
+    on_stdout: LineCallback | None = None,
+    on_stderr: LineCallback | None = None,
+    setting: str | None = None,
+) -> CommandResult:
+    """Run ``argv`` to completion (or timeout) and capture its output.
+
+    ``setting`` names the config key that chooses this program, so a missing program
+    becomes a one-line ToolMissing error that says how to fix it.
+    """
+    full_env = dict(os.environ if env is None else env)
+    resolved = which(argv[0], full_env)
+    if resolved is None:
+        hint = f" or set {setting}" if setting else ""
+        raise ToolMissing(f"'{argv[0]}' not found on PATH; install it{hint}")
+    log.info("+ %s", shlex.join(argv))
+    started = time.monotonic()
+    proc = local[resolved][list(argv[1:])].popen(
+        cwd=str(cwd) if cwd is not None else None,
+        env=full_env,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        new_session=True,
+    )
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        _reader(proc.stdout, out, on_stdout),
+        _reader(proc.stderr, err, on_stderr),
+    ]
+    timed_out = False
+    try:
+        if stdin is not None and proc.stdin is not None:
+            _feed(proc.stdin, stdin)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc)
+    except BaseException:
+        # Ctrl-C or any other interruption: never leave the child's group running.
+        kill_group(proc)
+        raise
+    finally:
+        for thread in readers:
+            thread.join(timeout=KILL_GRACE)
+    return CommandResult(
+        argv=tuple(argv),
+        returncode=proc.returncode,
+        stdout="".join(out),
+        stderr="".join(err),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, give it a grace period, then SIGKILL whatever is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _feed(pipe: IO[bytes], text: str) -> None:
+    try:
+        pipe.write(text.encode())
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+def _reader(
+    pipe: IO[bytes] | None, sink: list[str], callback: LineCallback | None
+) -> threading.Thread:
+    def pump() -> None:
+        if pipe is None:
+            return
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            sink.append(line)
+            if callback is not None:
+                callback(line.rstrip("\n"))
+        pipe.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
