@@ -59,6 +59,9 @@ def load_yaml(path: Path) -> Located:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            # An unterminated quote or bracket: where it *started* is the useful line.
+            mark = exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         raise ConfigError(f"{source}:{line}: malformed YAML: {problem}; fix the syntax") from None
