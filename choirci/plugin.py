@@ -65,6 +65,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sandbox::desktop_api_test::test_health_check (repeatable).",
     )
     group.addoption(
+        "--area",
+        action="append",
+        default=[],
+        metavar="AREA",
+        choices=[name for name, _ in AREAS],
+        help="with --grind: collect only this area (repeatable; default: all). Unlike -m, other "
+        "areas are not even collected, so a shard of closures never compiles Rust tests.",
+    )
+    group.addoption(
         "--choirci-config",
         metavar="PATH",
         default=None,
@@ -84,8 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     opt = config.option
     if not opt.grind:
-        used = [flag for flag, value in (("--closure", opt.closure), ("--rust-test", opt.rust_test),
-                ("--evidence-dir", opt.evidence_dir)) if value]
+        flags = (("--closure", opt.closure), ("--rust-test", opt.rust_test),
+                 ("--area", opt.area), ("--evidence-dir", opt.evidence_dir))
+        used = [flag for flag, value in flags if value]
         if used:
             raise pytest.UsageError(
                 f"{used[0]} selects within a choirci run; add --grind (e.g. pytest --grind {used[0]} ...)"
@@ -114,6 +124,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         config=cfg,
         closures=closures,
         rust_selection=tuple(dict.fromkeys(opt.rust_test)),
+        areas=tuple(dict.fromkeys(opt.area)),
         evidence_dir=evidence,
         invocation_dir=invocation,
         is_worker=hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ,
@@ -131,7 +142,9 @@ class AreaCollection:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         # tryfirst: our items must exist before -k/-m deselection and xdist scheduling.
-        for _name, module_name in AREAS:
+        for name, module_name in AREAS:
+            if self.settings.areas and name not in self.settings.areas:
+                continue
             module: Any = importlib.import_module(module_name)
             root = module.collect_area(session, self.settings)
             if root is not None:

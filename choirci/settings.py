@@ -21,6 +21,7 @@ class Settings:
     rust_selection: tuple[str, ...]
     evidence_dir: Path
     invocation_dir: Path
+    areas: tuple[str, ...] = ()  # empty: every area
     is_worker: bool = False
 
     @property
