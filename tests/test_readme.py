@@ -1,0 +1,34 @@
+"""The README's Quick start stays true: two commands, and CI runs the second one."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def quick_start_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "Quick start has no ```sh block"
+    lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
+    return [line for line in lines if line]
+
+
+def test_quick_start_is_exactly_two_commands_that_exist() -> None:
+    demo, test = quick_start_commands()
+    for command in (demo, test):
+        script = REPO / command.split()[0]
+        assert script.is_file() and os.access(script, os.X_OK), command
+    assert "pytest" in (REPO / demo.split()[0]).read_text() and "--grind" in (
+        REPO / demo.split()[0]
+    ).read_text()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    _demo, test = quick_start_commands()
+    ci = (REPO / ".ci/run").read_text()
+    assert re.search(rf"^exec {re.escape(test)}\b", ci, re.M), ci
