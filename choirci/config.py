@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from choirci.errors import ConfigError
+from choirci.hostconfig import HostChecks
+from choirci.hostconfig import parse as _host_checks
 from choirci.yamlpos import Located, load_pyproject, load_yaml
 
 CONFIG_NAMES = ("choirci.yaml", "choirci.yml")
@@ -61,9 +63,11 @@ class RustTarget:
 @dataclass(frozen=True)
 class RustSettings:
     cargo: str = "cargo"
-    develop: str | None = None
-    timeout: float = 300.0
+    develop: str | None = None  # nix develop <shell> --command cargo ...
+    timeout: float = 300.0  # per test binary run; the whole process group is killed after it
     targets: tuple[RustTarget, ...] = ()
+    build_timeout: float = 3600.0  # per cargo invocation (compile + metadata)
+    test_threads: int | None = None  # libtest --test-threads; 1 pinpoints a crashing test
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Config:
     loops: tuple[LoopStep, ...] = ()
     rust: RustSettings = RustSettings()
     hosts: Mapping[str, str] = field(default_factory=dict)
-    host_checks: Mapping[str, Any] = field(default_factory=dict)
+    host_checks: HostChecks = HostChecks()
     gates_dir: Path | None = None
     evidence_dir: Path = Path("evidence")
     release: ReleaseSettings = ReleaseSettings()
@@ -232,16 +236,14 @@ def parse(located: Located, root: Path, path: Path | None = None) -> Config:
     top = r.mapping(located.data, "", TOP_KEYS)
     sections: dict[str, Callable[[_Reader, Any], Any]] = {
         "closures": _closures, "loops": _loops, "rust": _rust, "nix": _nix,
-        "hosts": _hosts, "release": _release,
+        "hosts": _hosts, "release": _release, "host_checks": _host_checks,
     }
     parsed = {key: fn(r, top.get(key)) for key, fn in sections.items()}
-    host_checks = r.mapping(top.get("host_checks"), "host_checks", None)
     gates = r.optional_string(top.get("gates"), "gates")
     evidence = r.optional_string(top.get("evidence"), "evidence") or "evidence"
     return Config(
         path=path,
         root=root,
-        host_checks=host_checks,
         gates_dir=(root / gates) if gates else None,
         evidence_dir=root / evidence,
         redact=r.strings(top.get("redact"), "redact"),
@@ -285,7 +287,8 @@ def _loops(r: _Reader, value: Any) -> tuple[LoopStep, ...]:
 
 
 def _rust(r: _Reader, value: Any) -> RustSettings:
-    table = r.mapping(value, "rust", ("cargo", "develop", "timeout", "targets"))
+    keys = ("cargo", "develop", "timeout", "build_timeout", "test_threads", "targets")
+    table = r.mapping(value, "rust", keys)
     raw_targets = table.get("targets") or []
     if not isinstance(raw_targets, list):
         raise r.fail("rust.targets", f"expected a list of targets, got {_describe(raw_targets)}")
@@ -309,7 +312,17 @@ def _rust(r: _Reader, value: Any) -> RustSettings:
         develop=r.optional_string(table.get("develop"), "rust.develop"),
         timeout=r.number(table.get("timeout"), "rust.timeout", 300.0),
         targets=tuple(targets),
+        build_timeout=r.number(table.get("build_timeout"), "rust.build_timeout", 3600.0),
+        test_threads=_threads(r, table.get("test_threads")),
     )
+
+
+def _threads(r: _Reader, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise r.fail("rust.test_threads", f"expected a whole number >= 1, got {_describe(value)}")
+    return value
 
 
 def _nix(r: _Reader, value: Any) -> NixSettings:
@@ -347,9 +360,15 @@ def _hosts(r: _Reader, value: Any) -> dict[str, str]:
 def _release(r: _Reader, value: Any) -> ReleaseSettings:
     keys = ("domain", "prompt_url", "prompt_objective", "prompt_timeout")
     table = r.mapping(value, "release", keys)
+    prompt_url = r.optional_string(table.get("prompt_url"), "release.prompt_url")
+    if prompt_url is not None and not re.match(r"^https?://[^/\s]+", prompt_url):
+        raise r.fail(
+            "release.prompt_url",
+            f"expected the sandbox base URL like 'http://127.0.0.1:8080', got {prompt_url!r}",
+        )
     return ReleaseSettings(
         domain=r.optional_string(table.get("domain"), "release.domain"),
-        prompt_url=r.optional_string(table.get("prompt_url"), "release.prompt_url"),
+        prompt_url=prompt_url,
         prompt_objective=r.optional_string(
             table.get("prompt_objective"), "release.prompt_objective"
         )

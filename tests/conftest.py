@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The test hosts (plain sshd, booted systemd-nspawn) live in tests/hostenv.
+pytest_plugins = ("hostenv.fixtures",)
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 # build-users-group empty: builds run as root, because the example workspace's derivations call

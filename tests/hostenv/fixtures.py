@@ -1,0 +1,133 @@
+"""pytest fixtures for the host-check tests: built binaries, a plain sshd host, an nspawn host.
+
+Import them where needed (``from hostenv.fixtures import *``) or list this module in
+``tests/conftest.py``'s ``pytest_plugins``. Every fixture cleans up processes, mounts, netns and
+veth it created, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hostenv import build, nspawn, services
+from hostenv.sshd import PlainSshd, free_port
+
+
+@pytest.fixture(scope="session")
+def choiros_binaries(tmp_path_factory: pytest.TempPathFactory) -> build.Binaries:
+    return build.build(tmp_path_factory.mktemp("choiros-build"))
+
+
+@dataclass
+class HostUnderTest:
+    """What a test needs to point choirci at a host: its spec and a matching host_checks."""
+
+    spec: str
+    ssh_config: Path
+    alias: str
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    def write_config(self, directory: Path, **overrides: Any) -> Path:
+        checks = {**self.checks, **overrides}
+        path = directory / "choirci.yaml"
+        path.write_text(yaml.safe_dump({"hosts": {"grind": self.spec}, "host_checks": checks}))
+        return path
+
+
+@pytest.fixture(scope="session")
+def plain_host(tmp_path_factory: pytest.TempPathFactory, choiros_binaries: build.Binaries) -> Iterator[HostUnderTest]:
+    """sshd on 127.0.0.1 plus the services as plain processes (no systemd on this host)."""
+    work = tmp_path_factory.mktemp("plain-host")
+    sshd = PlainSshd(work)
+    procs = services.Processes(work)
+    caddy = services.FakeCaddy("choir.test", free_port())
+    try:
+        sshd.start()
+        yield HostUnderTest(f"ssh://{sshd.alias}?ssh_config={sshd.ssh_config}", sshd.ssh_config, sshd.alias,
+                       _start_plain_services(work, procs, choiros_binaries, caddy))
+    finally:
+        caddy.stop()
+        procs.stop_all()
+        sshd.stop()
+
+
+def _start_plain_services(work: Path, procs: services.Processes, binaries: build.Binaries,
+                          caddy: services.FakeCaddy) -> dict[str, Any]:
+    # A process name of our own: other tests on this machine may run a "sandbox" too.
+    process = f"sbx-{os.getpid() % 1000}{random.randrange(100)}"
+    run_dir, bin_dir = work / "run", work / "opt-bin"
+    run_dir.mkdir()
+    bin_dir.mkdir()
+    for name in binaries.store_paths:
+        (bin_dir / name).symlink_to(binaries.bin(name))
+    (run_dir / process).symlink_to(binaries.bin("sandbox"))
+    ports = {"hypervisor": free_port(), "live": free_port(), "dev": free_port()}
+    procs.start("hypervisor", [binaries.bin("hypervisor")],
+                services.hypervisor_env(ports["hypervisor"], bind="127.0.0.1"))
+    for role in ("live", "dev"):
+        procs.start(role, [str(run_dir / process)], services.sandbox_env(role, ports[role], bind="127.0.0.1"))
+    caddy.start()
+    _wait_listening(list(ports.values()))
+    return {
+        "units": [], "optional_units": [],
+        "ports": list(ports.values()),
+        "hypervisor_url": f"http://127.0.0.1:{ports['hypervisor']}",
+        "sandboxes": {role: {"url": f"http://127.0.0.1:{ports[role]}"} for role in ("live", "dev")},
+        "domains": ["os.choir.test"], "apex_redirects": {"choir.test": "os.choir.test"},
+        "domain_scheme": "http", "domain_address": "127.0.0.1",
+        "domain_port": caddy.server.server_address[1],
+        "sandbox_process": process, "bin_dir": str(bin_dir),
+        "binaries": dict(binaries.store_paths),
+        "disk": {"/": "100MiB"}, "memory_available": "64MiB",
+    }
+
+
+def _wait_listening(ports: list[int], timeout: float = 20) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} (see the service logs)")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def nspawn_host(tmp_path_factory: pytest.TempPathFactory, choiros_binaries: build.Binaries) -> Iterator[nspawn.NspawnHost]:
+    """The booted systemd test host, or a skip saying precisely why this machine cannot."""
+    reason = nspawn.unavailable_reason()
+    if reason:
+        pytest.skip(f"systemd-nspawn test host unavailable: {reason}")
+    rootfs = nspawn.ensure_rootfs()
+    host = nspawn.NspawnHost(tmp_path_factory.mktemp("nspawn-host"), choiros_binaries)
+    try:
+        try:
+            host.start(rootfs)
+        except (RuntimeError, OSError) as exc:
+            pytest.skip(f"systemd-nspawn cannot boot the test host here: {exc}")
+        yield host
+    finally:
+        host.stop()
+
+
+def nspawn_test_host(host: nspawn.NspawnHost, binaries: build.Binaries) -> HostUnderTest:
+    """Config for the nspawn host: contract defaults, except what the stand-in differs in."""
+    checks = {
+        "binaries": dict(binaries.store_paths),
+        "disk": {"/": "100MiB", "/opt/choiros/data": "4MiB"},
+        "memory_available": "64MiB",
+        "optional_units": [],  # no caddy on the test host; domains are covered by the plain host
+    }
+    return HostUnderTest(f"ssh://{host.alias}?ssh_config={host.ssh_config}", host.ssh_config, host.alias, checks)

@@ -1,0 +1,135 @@
+"""Layer 1: host_checks config validation, the probe parsers, and host selection helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from choirci import hostprobe
+from choirci.config import load
+from choirci.errors import ConfigError
+from choirci.hosts import SshReuse, redact_spec, resolve_targets
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "choirci.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_follow_the_contract(tmp_path: Path) -> None:
+    hc = load(write(tmp_path, "host_checks: {}\n")).host_checks
+    assert hc.configured
+    assert hc.units == ("hypervisor", "container@sandbox-live", "container@sandbox-dev")
+    assert [p.port for p in hc.ports] == [9090, 8080, 8081]
+    assert [(s.role, s.url) for s in hc.sandboxes] == [
+        ("live", "http://127.0.0.1:8080"), ("dev", "http://127.0.0.1:8081")]
+    assert "ZAI_API_KEY" in hc.forbidden_env and "FLAKEHUB_AUTH_TOKEN" in hc.forbidden_env
+    assert not load(write(tmp_path, "closures: {}\n")).host_checks.configured
+
+
+def test_overrides_and_empty_lists(tmp_path: Path) -> None:
+    text = ("host_checks:\n  units: []\n  ports: [9090, {port: 8080, container: sandbox-live}]\n"
+            "  sandboxes: {live: 'http://10.233.1.2:8080'}\n  disk: {/: 10%, /nix: 2GiB}\n")
+    hc = load(write(tmp_path, text)).host_checks
+    assert hc.units == ()
+    assert hc.ports[1].container == "sandbox-live"
+    assert hc.sandboxes[0].instance_role == "live"
+    assert hc.disk["/"].min_percent == 10 and hc.disk["/nix"].min_bytes == 2 << 30
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("  unit: [x]", "choirci.yaml:2: host_checks.unit: unknown key (did you mean 'units'?)"),
+        ("  ports: [80000]", "choirci.yaml:2: host_checks.ports[0].port: expected a TCP port 1-65535, got 80000"),
+        ("  disk: {/: lots}", "host_checks.disk./: expected a size like '512MiB', '2GiB' or '10%', got 'lots'"),
+        ("  sandboxes: {live: {instance_role: x}}", "host_checks.sandboxes.live: missing 'url:'"),
+        ("  hypervisor_url: localhost:9090", "host_checks.hypervisor_url: expected 'http://HOST:PORT'"),
+        ("  protected_paths: [admin]", "host_checks.protected_paths[0]: expected a URL path like '/login'"),
+        ("  binaries: {sandbox: abc}", "host_checks.binaries.sandbox: expected a store path or 'sha256:<64 hex>'"),
+        ("  memory_available: 5%", "host_checks.memory_available: expected an absolute size"),
+    ],
+)
+def test_config_errors_are_one_line_with_file_and_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load(write(tmp_path, f"host_checks:\n{body}\n"))
+    assert message in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_parse_unit_and_ports() -> None:
+    state = hostprobe.parse_unit("caddy", "LoadState=not-found\nActiveState=inactive\n")
+    assert not state.exists
+    assert hostprobe.unit_name("container@sandbox-live") == "container@sandbox-live.service"
+    ss = "LISTEN 0 128 0.0.0.0:9090 0.0.0.0:*\nLISTEN 0 128 [::]:22 [::]:*\nESTAB 0 0 1.2.3.4:5 6.7.8.9:10\n"
+    assert hostprobe.listening_ports(ss) == {9090, 22}
+
+
+@pytest.mark.parametrize(
+    ("output", "status", "location"),
+    [
+        ("HTTP/1.1 303 See Other\r\nLocation: /login\r\n\r\n\n@@CHOIRCI@@303", 303, "/login"),
+        ('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a":1}\n@@CHOIRCI@@200', 200, ""),
+        ("\n@@CHOIRCI@@000", None, None),
+        ("garbage", None, None),
+    ],
+)
+def test_parse_curl(output: str, status: int | None, location: str | None) -> None:
+    response = hostprobe.parse_curl("http://x/", output)
+    if status is None:
+        assert response is None
+    else:
+        assert response is not None and response.status == status and response.location == location
+
+
+def test_parse_environ_carries_names_only() -> None:
+    out = "PID 12\nFORBIDDEN ZAI_API_KEY\nALLOWED AWS_BEARER_TOKEN_BEDROCK\nROLE live\nPID 13\nMISSING CHOIR_SANDBOX_ID\nROLE \n"
+    first, second = hostprobe.parse_environ(out)
+    assert (first.pid, first.role, first.forbidden, first.allowed) == (12, "live", ["ZAI_API_KEY"], ["AWS_BEARER_TOKEN_BEDROCK"])
+    assert second.missing == ["CHOIR_SANDBOX_ID"] and second.label == "pid 13"
+
+
+def test_environ_awk_applies_the_bedrock_value_rule(tmp_path: Path) -> None:
+    """Runs the real awk program over environ files (the same text the host produces)."""
+    import subprocess
+
+    def scan(env: dict[str, str]) -> hostprobe.ProcessEnv:
+        awk = hostprobe.environ_command("x", ("ZAI_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"), ("CHOIR_SANDBOX_ID",))
+        program = awk.split("| ", 1)[1].split("; else", 1)[0]
+        text = "".join(f"{k}={v}\n" for k, v in env.items())
+        out = subprocess.run(["sh", "-c", program], input=text, capture_output=True, text=True).stdout
+        return hostprobe.parse_environ("PID 1\n" + out)[0]
+
+    same = scan({"CHOIR_PROVIDER_GATEWAY_TOKEN": "t", "AWS_BEARER_TOKEN_BEDROCK": "t", "CHOIR_SANDBOX_ID": "u"})
+    assert same.allowed == ["AWS_BEARER_TOKEN_BEDROCK"] and not same.forbidden and not same.missing
+    other = scan({"CHOIR_PROVIDER_GATEWAY_TOKEN": "t", "AWS_BEARER_TOKEN_BEDROCK": "real"})
+    assert other.forbidden == ["AWS_BEARER_TOKEN_BEDROCK"] and other.missing == ["CHOIR_SANDBOX_ID"]
+    no_gateway = scan({"AWS_BEARER_TOKEN_BEDROCK": "", "ZAI_API_KEY": "k"})
+    assert no_gateway.forbidden == ["ZAI_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"]
+
+
+def test_parse_df_and_meminfo() -> None:
+    df = "Filesystem 1024-blocks Used Available Capacity Mounted on\ntmpfs 16384 14336 2048 88% /data\n"
+    usage = hostprobe.parse_df("/data", df)
+    assert usage is not None and usage.free == 2048 * 1024 and usage.mount == "/data"
+    assert hostprobe.parse_meminfo("MemTotal: 10 kB\nMemAvailable:   2048 kB\n") == 2 << 20
+
+
+def test_redact_spec_hides_password_and_generated_query() -> None:
+    spec = "ssh://root:hunter2@host:22?ssh_config=/tmp/x&controlpath=/tmp/d/%25C&sudo=true"
+    assert redact_spec(spec) == "ssh://root:***@host:22?sudo=true"
+
+
+def test_selection_order(tmp_path: Path) -> None:
+    reuse = SshReuse(tmp_path)
+    cli = resolve_targets("ssh://a,local://", {"grind": "ssh://a"}, reuse)
+    assert [(t.name, t.origin) for t in cli] == [("grind", "--hosts"), ("local", "--hosts")]
+    assert "controlpath=" in cli[0].spec and "ssh_config=" in cli[0].spec
+    assert resolve_targets(None, {}, reuse)[0].spec == "local://"
+    assert resolve_targets(None, {"grind": "local://"}, reuse)[0].origin == "this machine"
+    remote = resolve_targets(None, {"grind": "ssh://choiros-grind.invalid"}, reuse)[0]
+    assert remote.origin == "hosts.grind" and remote.spec.startswith("ssh://choiros-grind.invalid?")
+    rendered = (tmp_path / "ssh_config.0").read_text()
+    assert rendered.index("ControlPath") < rendered.index("Include") if "Include" in rendered else True
