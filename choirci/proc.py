@@ -9,6 +9,7 @@ output decoded leniently (binary output never raises) and returned as a
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import shlex
@@ -30,6 +31,7 @@ log = logging.getLogger("choirci")
 
 LineCallback = Callable[[str], None]
 KILL_GRACE = 3.0
+MAX_LINE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,14 @@ def run(
     on_stdout: LineCallback | None = None,
     on_stderr: LineCallback | None = None,
     setting: str | None = None,
+    max_output: int | None = None,
 ) -> CommandResult:
     """Run ``argv`` to completion (or timeout) and capture its output.
 
     ``setting`` names the config key that chooses this program, so a missing program
-    becomes a one-line ToolMissing error that says how to fix it.
+    becomes a one-line ToolMissing error that says how to fix it. ``max_output`` bounds
+    the characters kept per stream: the head and the tail are kept, the middle is replaced
+    by one ``[... N characters omitted by choirci ...]`` line (callbacks still see it all).
     """
     full_env = dict(os.environ if env is None else env)
     resolved = which(argv[0], full_env)
@@ -107,8 +112,8 @@ def run(
         stderr=subprocess.PIPE,
         new_session=True,
     )
-    out: list[str] = []
-    err: list[str] = []
+    out = _Sink(max_output)
+    err = _Sink(max_output)
     readers = [
         _reader(proc.stdout, out, on_stdout),
         _reader(proc.stderr, err, on_stderr),
@@ -132,8 +137,8 @@ def run(
     return CommandResult(
         argv=tuple(argv),
         returncode=proc.returncode,
-        stdout="".join(out),
-        stderr="".join(err),
+        stdout=out.text(),
+        stderr=err.text(),
         duration=time.monotonic() - started,
         timed_out=timed_out,
     )
@@ -160,13 +165,42 @@ def _feed(pipe: IO[bytes], text: str) -> None:
         pass
 
 
+class _Sink:
+    """Collects a stream's lines; with a limit, keeps the head and a rolling tail."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.head: list[str] = []
+        self.tail: collections.deque[str] = collections.deque()
+        self.head_size = self.tail_size = self.dropped = 0
+
+    def append(self, line: str) -> None:
+        if self.limit is None or self.head_size + len(line) <= self.limit // 2:
+            self.head.append(line)
+            self.head_size += len(line)
+            return
+        self.tail.append(line)
+        self.tail_size += len(line)
+        while self.tail_size > self.limit // 2 and len(self.tail) > 1:
+            gone = self.tail.popleft()
+            self.tail_size -= len(gone)
+            self.dropped += len(gone)
+
+    def text(self) -> str:
+        if not self.dropped:
+            return "".join(self.head) + "".join(self.tail)
+        marker = f"[... {self.dropped} characters omitted by choirci ...]\n"
+        return "".join(self.head) + marker + "".join(self.tail)
+
+
 def _reader(
-    pipe: IO[bytes] | None, sink: list[str], callback: LineCallback | None
+    pipe: IO[bytes] | None, sink: _Sink, callback: LineCallback | None
 ) -> threading.Thread:
     def pump() -> None:
         if pipe is None:
             return
-        for raw in iter(pipe.readline, b""):
+        # Bounded reads: a gigabyte without a newline must not become one gigabyte string.
+        for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
             line = raw.decode("utf-8", errors="replace")
             sink.append(line)
             if callback is not None:

@@ -1,0 +1,164 @@
+"""Pure parts of the cargo adapter and the rust planning/judging: command lines, cargo's JSON,
+selection parsing, and how a run's verdicts are decided (no processes started)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from choirci import libtest, rustplan, rustrun
+from choirci.cargo import Build, Cargo, _absorb, _package_name, parse_metadata, run_argv
+from choirci.config import RustSettings, RustTarget
+from choirci.errors import ConfigError
+from choirci.nix import Nix
+from choirci.proc import CommandResult
+
+
+@pytest.mark.parametrize(
+    ("develop", "binaries", "features", "expected"),
+    [
+        (None, ["desktop_api_test"], [],
+         ["cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
+          "--test", "desktop_api_test"]),
+        (None, ["a", "lib"], ["supervision_refactor", "x"],
+         ["cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
+          "--test", "a", "--lib", "--features", "supervision_refactor,x"]),
+        ("./sandbox", ["a"], [],
+         ["nix", "--extra-experimental-features", "nix-command flakes", "develop", "./sandbox",
+          "--command", "cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
+          "--test", "a"]),
+    ],
+)
+def test_build_argv(develop: str | None, binaries: list[str], features: list[str],
+                    expected: list[str]) -> None:
+    cargo = Cargo(develop=develop, nix=Nix())
+    assert cargo.build_argv("sandbox", binaries, features) == expected
+
+
+def test_run_argv_lists_names_only_for_a_subset() -> None:
+    assert run_argv("/b", ["x"], everything=True, threads=None) == [
+        "/b", "--show-output", "--color", "never", "--format", "pretty"]
+    assert run_argv("/b", ["x", "m::y"], everything=False, threads=1)[-5:] == [
+        "--test-threads", "1", "--exact", "x", "m::y"]
+
+
+@pytest.mark.parametrize(
+    ("package_id", "name"),
+    [
+        ("path+file:///w/sandbox#0.1.0", "sandbox"),
+        ("path+file:///w/crates/sb#sandbox@0.1.0", "sandbox"),
+        ("sandbox 0.1.0 (path+file:///w/sandbox)", "sandbox"),
+    ],
+)
+def test_package_name_from_every_id_format(package_id: str, name: str) -> None:
+    assert _package_name(package_id) == name
+
+
+def test_metadata_keeps_members_test_targets_and_lib() -> None:
+    data = {
+        "workspace_root": "/w", "target_directory": "/w/target",
+        "workspace_members": ["path+file:///w/sandbox#0.1.0"],
+        "packages": [
+            {"id": "path+file:///w/sandbox#0.1.0", "name": "sandbox", "version": "0.1.0",
+             "manifest_path": "/w/sandbox/Cargo.toml",
+             "targets": [{"name": "sandbox", "kind": ["lib"]}, {"name": "sandbox", "kind": ["bin"]},
+                         {"name": "desktop_api_test", "kind": ["test"]}]},
+            {"id": "registry+x#other@1.0.0", "name": "other", "version": "1.0.0",
+             "manifest_path": "/r/other/Cargo.toml", "targets": []},
+        ],
+    }
+    ws = parse_metadata(data)
+    assert list(ws.packages) == ["sandbox"]
+    assert ws.packages["sandbox"].binaries() == ("lib", "desktop_api_test")
+    assert ws.packages["sandbox"].manifest_dir == Path("/w/sandbox")
+
+
+def _message(reason: str, kind: str, name: str, **extra: object) -> dict[str, object]:
+    return {"reason": reason, "package_id": "path+file:///w/faults#0.1.0",
+            "target": {"kind": [kind], "name": name}, **extra}
+
+
+def test_cargo_json_is_attributed_per_binary() -> None:
+    build = Build(command="cargo test ...")
+    shared: list[str] = []
+    wanted = {"good", "bad"}
+    for message in [
+        _message("compiler-artifact", "test", "good", profile={"test": True}, executable="/t/good-1"),
+        _message("compiler-message", "test", "bad",
+                 message={"level": "error", "rendered": "error[E0308]: mismatched types\n"}),
+        _message("compiler-message", "test", "bad",
+                 message={"level": "warning", "rendered": "warning: unused\n"}),
+        _message("compiler-message", "lib", "faults",
+                 message={"level": "error", "rendered": "error: in the library\n"}),
+    ]:
+        _absorb(json.loads(json.dumps(message)), "faults", wanted, build, shared)
+    assert build.executables == {"good": "/t/good-1"}
+    assert build.errors == {"bad": "error[E0308]: mismatched types"}
+    assert shared == ["error: in the library"]
+
+
+def test_selection_parsing() -> None:
+    assert rustplan.parse_selection("sandbox::desktop_api_test") == (
+        "sandbox", "desktop_api_test", None)
+    assert rustplan.parse_selection("s::b::mod::inner::t") == ("s", "b", "mod::inner::t")
+    for bad in ("sandbox", "sandbox::", "::b", "a::b::"):
+        with pytest.raises(ConfigError, match="expected CRATE::BIN or CRATE::BIN::TEST"):
+            rustplan.parse_selection(bad)
+
+
+def test_wanted_targets_take_features_from_config_and_merge() -> None:
+    rust = RustSettings(targets=(
+        RustTarget("sandbox", "supervision_test", features=("supervision_refactor",)),
+        RustTarget("sandbox", "desktop_api_test", tests=("test_health_check",)),
+    ))
+    from_config = rustplan.wanted_targets(rust, (), "choirci.yaml")
+    assert [(w.binary, w.tests) for w in from_config] == [
+        ("supervision_test", None), ("desktop_api_test", ("test_health_check",))]
+    assert from_config[1].origin == "choirci.yaml: rust.targets[1] (sandbox::desktop_api_test)"
+    picked = rustplan.wanted_targets(rust, (
+        "sandbox::supervision_test::a", "sandbox::supervision_test::b", "hypervisor::auth",
+    ), "choirci.yaml")
+    assert [(w.crate, w.binary, w.features, w.tests) for w in picked] == [
+        ("sandbox", "supervision_test", ("supervision_refactor",), ("a", "b")),
+        ("hypervisor", "auth", (), None),
+    ]
+
+
+def test_plans_survive_the_json_shared_between_workers() -> None:
+    plan = rustplan.BinaryPlan("c", "b", ("f",), "o", "b", requested=("t",), listed=("t", "u"),
+                               problem=rustplan.Problem("m", "d", harness=True))
+    assert rustplan.from_json(rustplan.to_json([plan])) == [plan]
+
+
+def _result(returncode: int | None, *, timed_out: bool = False, stdout: str = "") -> CommandResult:
+    return CommandResult(("bin",), returncode, stdout, "", 1.0, timed_out)
+
+
+def test_judge_never_passes_a_test_libtest_did_not_report() -> None:
+    report = libtest.parse_run("\nrunning 2 tests\ntest a ... ok\n", {"a", "b"})
+    verdicts = rustrun.judge(report, _result(0), ["a", "b"], timeout=5)
+    assert verdicts["a"].status == rustrun.PASSED
+    assert verdicts["b"].status == rustrun.FAILED
+    assert "did not report this test" in verdicts["b"].message
+
+
+def test_judge_attributes_a_timeout_to_the_one_unfinished_test() -> None:
+    report = libtest.parse_run("\nrunning 3 tests\ntest a ... ok\ntest c ... ok\n", {"a", "b", "c"})
+    verdicts = rustrun.judge(report, _result(-9, timed_out=True), ["a", "b", "c"], timeout=7)
+    assert verdicts["b"].message.startswith("b: timed out after 7s")
+    assert verdicts["b"].message.endswith("while this test was running")
+
+
+def test_judge_exit_without_signal_names_the_status() -> None:
+    report = libtest.parse_run("\nrunning 2 tests\n", {"a", "b"})
+    verdicts = rustrun.judge(report, _result(3), ["a", "b"], timeout=7)
+    assert all("stopped with exit status 3" in v.message for v in verdicts.values())
+    assert all("running or queued" in v.message for v in verdicts.values())
+
+
+def test_long_commands_are_shortened_for_the_evidence() -> None:
+    argv = ("bin", "--exact", *(f"t{i}" for i in range(500)))
+    run = rustrun.BinaryRun(argv, "exit status 0", 0.1)
+    assert run.command.endswith("t19 ... (+480 more test names)")

@@ -1,0 +1,125 @@
+"""`pytest --grind -m rust` on the example workspace (fixtures/choiros-mini), as a user runs it:
+real cargo, real nix develop, real pytest-xdist workers. One JUnit testcase per Rust test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FIXTURES
+from rust_support import Outcome, cargo_env, copy_workspace, outcomes
+
+pytestmark = pytest.mark.slow
+
+DESKTOP = "rust::sandbox::desktop_api_test::"
+SUPERVISION = "rust::sandbox::supervision_test::supervision::"
+GIT = ["git", "-c", "user.name=choirci", "-c", "user.email=choirci@localhost"]
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A committed copy: sub-flakes (nix develop ./sandbox) only see tracked files."""
+    ws = copy_workspace(FIXTURES / "choiros-mini", tmp_path_factory.mktemp("mini") / "ws")
+    (ws / ".gitignore").write_text("target/\nevidence/\n.pytest_cache/\n*.yaml.local\n")
+    subprocess.run(["git", "init", "-q", "."], cwd=ws, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=ws, check=True)
+    subprocess.run([*GIT, "commit", "-q", "-m", "fixture"], cwd=ws, check=True)
+    return ws
+
+
+@pytest.fixture
+def grind(pytester: pytest.Pytester, mini: Path, tmp_path_factory: pytest.TempPathFactory,
+          monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    cargo_env(monkeypatch, tmp_path_factory.getbasetemp() / "mini-target")
+
+    def run(*args: str, config: str = "choirci.yaml") -> tuple[pytest.HookRecorder, dict[str, Outcome]]:
+        reprec = pytester.inline_run(
+            "--grind", f"--choirci-config={mini / config}", "--area", "rust",
+            f"--evidence-dir={pytester.path / 'evidence'}", "-p", "no:cacheprovider", *args,
+        )
+        return reprec, outcomes(reprec)
+
+    return run
+
+
+def test_every_rust_test_is_one_junit_testcase(grind, pytester: pytest.Pytester) -> None:  # type: ignore[no-untyped-def]
+    junit = pytester.path / "junit.xml"
+    reprec, got = grind("-m", "rust", f"--junitxml={junit}")
+    assert got[DESKTOP + "test_health_check"].outcome == "passed"
+    supervision = {k: v for k, v in got.items() if k.startswith(SUPERVISION)}
+    assert len(supervision) == 3 and all(v.outcome == "passed" for v in supervision.values())
+    assert all(v.properties["rust.features"] == "supervision_refactor" for v in supervision.values())
+    gate = {k: v for k, v in got.items() if k.startswith("rust::hypervisor::auth_gate_test::")}
+    assert len(gate) == 11 and all(v.outcome == "passed" for v in gate.values())
+    reprec.assertoutcome(passed=15)
+    cases = ET.parse(junit).getroot().iter("testcase")
+    assert len(list(cases)) == 15
+
+
+def test_documented_filters_that_match_nothing_fail(grind) -> None:  # type: ignore[no-untyped-def]
+    reprec, got = grind("--rust-test", "sandbox::desktop_api_test::test_create_desktop",
+                        "--rust-test", "sandbox::actorharness_live_test")
+    create = got[DESKTOP + "test_create_desktop"]
+    assert create.outcome == "failed"
+    assert "--rust-test sandbox::desktop_api_test::test_create_desktop: no test named" in create.text
+    assert "so it would run 0 tests" in create.text and "nearest:" in create.text
+    harness = got["rust::sandbox::actorharness_live_test"]
+    assert harness.outcome == "failed"
+    assert "crate sandbox has no test binary 'actorharness_live_test'" in harness.text
+    reprec.assertoutcome(failed=2)
+
+
+def test_ignored_live_test_is_skipped_with_its_reason(grind) -> None:  # type: ignore[no-untyped-def]
+    _, got = grind("--rust-test", "sandbox::alm_eval_test")
+    (only,) = got.values()
+    assert only.outcome == "skipped" and "live LLM: needs provider keys" in only.text
+
+
+def test_supervision_without_the_feature_passes_and_says_so(grind, mini: Path) -> None:  # type: ignore[no-untyped-def]
+    (mini / "plain.yaml.local").write_text(
+        "rust:\n  targets:\n    - {crate: sandbox, test: supervision_test}\n")
+    _, got = grind(config="plain.yaml.local")
+    (name,) = got
+    assert name == "rust::sandbox::supervision_test::supervision_tests_require_feature"
+    assert got[name].outcome == "passed"
+    assert got[name].properties["rust.features"] == "(none)"  # the evidence shows why it passed
+
+
+def test_cargo_runs_inside_nix_develop(grind, mini: Path) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("nix") is None:
+        pytest.skip("nix is not installed on this machine")
+    (mini / "develop.yaml.local").write_text(
+        "rust:\n  develop: ./sandbox\n  targets:\n"
+        "    - {crate: sandbox, test: desktop_api_test, tests: [test_health_check]}\n")
+    _, got = grind(config="develop.yaml.local")
+    item = got[DESKTOP + "test_health_check"]
+    assert item.outcome == "passed", item.text
+    assert item.properties["rust.build_command"].startswith(
+        "nix --extra-experimental-features 'nix-command flakes' develop ./sandbox --command cargo test")
+
+
+def test_xdist_workers_collect_identically_and_compile_once(
+    pytester: pytest.Pytester, mini: Path, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cargo_env(monkeypatch, tmp_path_factory.getbasetemp() / "mini-target")
+    calls = pytester.path / "cargo-calls.log"
+    shim = pytester.path / "cargo-logged"  # the real cargo, counting its invocations
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec cargo "$@"\n')
+    shim.chmod(0o755)
+    rust = yaml.safe_load((mini / "choirci.yaml").read_text())["rust"]
+    (mini / "xdist.yaml.local").write_text(yaml.safe_dump({"rust": {**rust, "cargo": str(shim)}}))
+    result = pytester.runpytest_subprocess(
+        "--grind", f"--choirci-config={mini / 'xdist.yaml.local'}", "--area", "rust",
+        f"--evidence-dir={pytester.path / 'evidence'}", "-n", "2", "--dist", "loadgroup",
+        "-o", f"cache_dir={pytester.path / 'cache'}",
+    )
+    result.assert_outcomes(passed=15)  # xdist itself errors when workers collect differently
+    lines = calls.read_text().splitlines()
+    # metadata once, then one build per (crate, features): desktop, supervision, hypervisor.
+    assert sum(line.startswith("metadata") for line in lines) == 1, lines
+    assert sum(line.startswith("test --no-run") for line in lines) == 3, lines
