@@ -8,7 +8,6 @@ choirci never changes an ordinary pytest run).
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ AREAS = (
     ("closures", "choirci.closures"),
     ("loops", "choirci.loops"),
     ("rust", "choirci.rusttests"),
+    ("hosts", "choirci.hostchecks"),  # testinfra checks from checks/ (issue 4)
+    ("release", "choirci.release"),  # release::prompt_smoke, only with release.prompt_url
 )
 
 # Build output and tool caches that never hold Python tests: skip them when walking a workspace.
@@ -127,7 +128,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         areas=tuple(dict.fromkeys(opt.area)),
         evidence_dir=evidence,
         invocation_dir=invocation,
-        is_worker=hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ,
+        is_worker=hasattr(config, "workerinput"),
     )
 
 

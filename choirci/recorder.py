@@ -1,13 +1,252 @@
-"""Placeholder: records results and writes evidence (issue: phase gates and evidence)."""
+"""The session-state object the plugin registers when ``--grind`` is active.
+
+It listens to reports on the controller only (under xdist every worker's reports are
+forwarded to the controller; workers never write) and owns the run's evidence:
+
+* at session start: capture git state, install a SIGTERM handler that raises
+  KeyboardInterrupt (so pytest unwinds as for Ctrl-C), and write an ``incomplete`` record
+  atomically, so a run killed at any moment still leaves valid evidence;
+* during the run: keep the reports per node id, the collected ids, the deselected items and
+  collection errors;
+* at session end: combine them into one :class:`~choirci.results.ShardRun` (an item
+  collected but never reported is ``missing``), write every evidence file, and print where.
+"""
 
 from __future__ import annotations
 
+import os
+import platform
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import pytest
 
+from choirci import __version__, evidence, outcomes, workspace
+from choirci.errors import ChoirciError
+from choirci.redact import Redactor
+from choirci.results import ItemResult, Provenance, RunRecord, ShardRun, TreeState, run_verdict
 from choirci.settings import Settings
+
+SHARD_ENV = "CHOIRCI_SHARD"
+EXPECTED_ENV = "CHOIRCI_EXPECTED_SHARDS"
+PROMOTED_ENV = "CHOIRCI_PROMOTED_SHA"
+COMPLETE_EXIT = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def marker_names(item: pytest.Item) -> tuple[str, ...]:
+    return tuple(sorted({mark.name for mark in item.iter_markers()}))
 
 
 class Recorder:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
+        # Only the controller records: workers forward their reports to it. ``workerinput``
+        # marks a real xdist worker; $PYTEST_XDIST_WORKER alone would also silence a pytest
+        # run started from inside a worker (a nested run is a controller of its own).
+        self.active = not hasattr(config, "workerinput") and not config.option.collectonly
+        self.reports: dict[str, list[Any]] = {}
+        self.markers: dict[str, tuple[str, ...]] = {}
+        self.collected: dict[str, None] = {}
+        self.deselected: list[ItemResult] = []
+        self.collect_errors: list[ItemResult] = []
+        self.interrupt: str = ""
+        self.terminated = False
+        self.started = ""
+        self.start_state = workspace.GitState(None, None, None)
+        self.written: list[Path] = []
+        self.final: RunRecord | None = None
+        self._old_sigterm: Any = None
+
+    # ------------------------------------------------------------------ session start
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.active:
+            return
+        self.started = now()
+        self.start_state = workspace.state(self.settings.root, self.settings.evidence_dir)
+        self._install_sigterm()
+        try:
+            self._write(self._record(status="incomplete", reason="the run did not finish "
+                                     "(still running, or killed before it could record an end)"))
+        except ChoirciError as exc:
+            self._restore_sigterm()
+            pytest.exit(f"choirci: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    def _install_sigterm(self) -> None:
+        try:
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread (pytest embedded in a thread): no handler
+            self._old_sigterm = None
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        # A CI runner cancelling the job sends SIGTERM: unwind like Ctrl-C so the session
+        # ends normally and the evidence says "incomplete" instead of vanishing.
+        self.terminated = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    # ------------------------------------------------------------------ during the run
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            self.collected.setdefault(item.nodeid)
+            self.markers[item.nodeid] = marker_names(item)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        for nodeid in ids:
+            self.collected.setdefault(nodeid)
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        for item in items:
+            self.deselected.append(outcomes.placeholder(
+                item.nodeid, "deselected", marker_names(item), "deselected (-k/-m or a plugin)"))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and self.active:
+            self.collect_errors.append(outcomes.collection_error(report))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.active:
+            self.reports.setdefault(report.nodeid, []).append(report)
+            if report.nodeid not in self.markers:
+                self.markers[report.nodeid] = _markers_from_keywords(self.config, report)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest routes its own stops (collection errors, -x, pytest.exit) through this hook
+        # too; only a bare KeyboardInterrupt is the user or a signal.
+        value = excinfo.value
+        if isinstance(value, pytest.Session.Interrupted):
+            self.interrupt = f"stopped: {value}"
+        elif isinstance(value, pytest.exit.Exception):
+            self.interrupt = f"stopped by pytest.exit: {value}"
+        else:
+            self.interrupt = "terminated by SIGTERM" if self.terminated else "interrupted (Ctrl-C)"
+
+    # ------------------------------------------------------------------ session end
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.active:
+            return
+        try:
+            status, reason = self._status(session, int(exitstatus))
+            self.final = self._record(status=status, reason=reason, exit_status=int(exitstatus),
+                                      end=workspace.porcelain(self.settings.root,
+                                                                  self.settings.evidence_dir))
+            self._write(self.final, summary=True)
+        except ChoirciError as exc:
+            sys.stderr.write(f"choirci: error: {exc}\n")
+        finally:
+            self._restore_sigterm()
+
+    def _status(self, session: pytest.Session, exitstatus: int) -> tuple[str, str]:
+        if self.interrupt:
+            return "incomplete", self.interrupt
+        if exitstatus in COMPLETE_EXIT:
+            return "complete", ""
+        if self.collect_errors:
+            return "incomplete", f"stopped by {len(self.collect_errors)} collection error(s)"
+        name = pytest.ExitCode(exitstatus).name if exitstatus in set(pytest.ExitCode) else exitstatus
+        return "incomplete", f"pytest stopped with exit status {exitstatus} ({name})"
+
+    def _record(self, status: str, reason: str, exit_status: int | None = None,
+                end: tuple[str, ...] | None = None) -> RunRecord:
+        finished = now() if exit_status is not None else None
+        items = self._items(final=exit_status is not None)
+        run = ShardRun(
+            shard=os.environ.get(SHARD_ENV, "").strip(),
+            status=status,
+            reason=reason,
+            started=self.started,
+            finished=finished,
+            exit_status=exit_status,
+            expected_shards=_expected_shards(),
+            provenance=self._provenance(items),
+            tree=TreeState(before=self.start_state.porcelain, after=end),
+        )
+        return RunRecord(runs=(replace(run, items=items),))
+
+    def _items(self, final: bool) -> tuple[ItemResult, ...]:
+        done = [outcomes.build(nodeid, reports, self.markers.get(nodeid, ()))
+                for nodeid, reports in self.reports.items()]
+        missing = [
+            outcomes.placeholder(nodeid, "missing", self.markers.get(nodeid, ()),
+                                 "collected but never reported (the run stopped before it)")
+            for nodeid in self.collected
+            if nodeid not in self.reports
+        ] if final else []
+        reported = set(self.reports)
+        deselected = [r for r in self.deselected if r.nodeid not in reported]
+        return tuple(self.collect_errors + done + missing + deselected)
+
+    def _provenance(self, items: tuple[ItemResult, ...]) -> Provenance:
+        release = self.settings.config.release
+        nix_versions = [item.prop("nix_version") for item in items if item.prop("nix_version")]
+        return Provenance(
+            commit=self.start_state.commit,
+            branch=self.start_state.branch,
+            domain=release.domain,
+            promoted_sha=os.environ.get(PROMOTED_ENV, "").strip() or None,
+            nix_version=nix_versions[0] if nix_versions else None,
+            choirci_version=__version__,
+            python_version=platform.python_version(),
+            pytest_version=pytest.__version__,
+            machine=platform.node() or None,
+            root=str(self.settings.root),
+            argv=tuple(self.config.invocation_params.args),
+        )
+
+    def _write(self, record: RunRecord, summary: bool = False) -> None:
+        redactor = Redactor.from_env(extra=self.settings.config.redact)
+        self.written = evidence.write_all(
+            record, self.settings.evidence_dir, redactor,
+            gates_dir=self.settings.config.gates_dir,
+            step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if summary else None,
+        )
+
+    # ------------------------------------------------------------------ terminal
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.active or self.final is None:
+            return
+        verdict = run_verdict(self.final)
+        counts = ", ".join(f"{n} {o}" for o, n in self.final.counts().items()) or "no items"
+        terminalreporter.write_sep("-", "choirci")
+        terminalreporter.write_line(f"choirci: evidence written to {self.settings.evidence_dir}")
+        for path in self.written:
+            terminalreporter.write_line(f"  {path}")
+        terminalreporter.write_line(f"choirci: verdict {verdict.verdict.upper()} ({counts})")
+        for reason in self.final.incomplete_reasons:
+            terminalreporter.write_line(f"choirci: incomplete: {reason}")
+        for line in self.final.runs[0].tree.dirtied:
+            terminalreporter.write_line(f"choirci: warning: the run dirtied the git tree: {line}")
+
+
+def _expected_shards() -> tuple[str, ...]:
+    raw = os.environ.get(EXPECTED_ENV, "")
+    return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
+
+
+def _markers_from_keywords(config: pytest.Config, report: Any) -> tuple[str, ...]:
+    """Markers of an item we never saw collected (xdist): reports carry keyword names only,
+    so keep those that are registered markers."""
+    registered = {line.split(":", 1)[0].split("(", 1)[0].strip()
+                  for line in config.getini("markers")}
+    return tuple(sorted(k for k in getattr(report, "keywords", {}) if k in registered))

@@ -1,0 +1,57 @@
+"""``choirci evidence merge DIR... --out DIR``: matrix shards -> one record and verdict."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from choirci import evidence
+from choirci.commands.gate import optional_config
+from choirci.errors import ChoirciError
+from choirci.redact import Redactor
+from choirci.results import run_verdict
+from choirci.verdicts import EXIT_CODES
+
+HELP = "merge the evidence dirs of matrix shards into one record, JUnit and report"
+DESCRIPTION = """\
+merge: read choirci.json from each DIR (one per matrix shard, as written by
+`pytest --grind` with CHOIRCI_SHARD set), combine them into one record and write
+choirci.json, junit.xml and report.md to --out, exactly as a single run would. The order
+of the DIRs does not matter and merging twice changes nothing; a shard named in
+CHOIRCI_EXPECTED_SHARDS but absent makes the result incomplete. When two DIRs hold the
+same shard, the later run wins. Exit status: 0 pass, 1 fail, 2 incomplete.
+
+example:  choirci evidence merge shards/*/ --out evidence/
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    merge = sub.add_parser("merge", help="combine shard evidence dirs into one",
+                           description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    merge.add_argument("dirs", nargs="+", metavar="DIR", type=Path, help="shard evidence dirs")
+    merge.add_argument("--out", metavar="DIR", type=Path, required=True,
+                       help="where the merged evidence goes")
+    merge.add_argument("--choirci-config", metavar="PATH", default=None,
+                       help="config file for gates and redaction (default: nearest, if any)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out.resolve()
+    if any(d.resolve() == out for d in args.dirs):
+        raise ChoirciError(f"--out {args.out} is also an input; write the merge to a new dir")
+    cfg = optional_config(args.choirci_config)
+    record = evidence.merge_dirs(args.dirs)
+    redactor = Redactor.from_env(extra=cfg.redact if cfg else ())
+    written = evidence.write_all(record, args.out, redactor,
+                                 gates_dir=cfg.gates_dir if cfg else None)
+    verdict = run_verdict(record)
+    shards = ", ".join(run.shard or "(unsharded)" for run in record.runs)
+    print(f"choirci: merged {len(record.runs)} shard run(s) ({shards}) into {args.out}")
+    for path in written:
+        print(f"  {path}")
+    print(f"choirci: verdict {verdict.verdict.upper()}")
+    for reason in verdict.reasons[:20]:
+        print(f"  - {redactor(reason)}")
+    return EXIT_CODES[verdict.verdict]
