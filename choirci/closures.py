@@ -1,11 +1,251 @@
-"""Placeholder: the closures area is being written (see the open issues)."""
+"""The ``closures`` area: one ``closures::<name>`` item per configured closure (marker ``nix``).
+
+All selected closures (after ``--closure``, ``-k`` and ``-m``) build in ONE batched
+``nix build`` (see :mod:`choirci.closure_build`), run from the area collector's ``setup``
+under the host build lock; each item then passes or fails on its own result and records its
+provenance (installable, drv/out paths, narHash, sizes, Nix version, wall time, and how the
+output was obtained: ``present``, ``substituted`` or ``built``).
+
+Under pytest-xdist the items carry ``xdist_group("choirci-closures")``: run with
+``--dist loadgroup`` so they all land on one worker and the batch builds once. Where the
+group is not honoured (pytest 9.2, pytest-dev/pytest-xdist#1386), the first worker builds
+under the lock and the others reuse its verdicts (see :func:`shared_batch_path`).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
+from choirci import settings as settings_mod
+from choirci.closure_build import (
+    ERROR,
+    FAILED,
+    BatchRun,
+    ClosureResult,
+    batch_from_json,
+    batch_to_json,
+    run_batch,
+)
+from choirci.config import Closure, Config
+from choirci.errors import ChoirciError
+from choirci.items import AreaCollector, ChoirciItem, ItemFailed
+from choirci.lock import BuildLock
+from choirci.nix import Nix
 from choirci.settings import Settings
+
+AREA = "closures"
+XDIST_GROUP = "choirci-closures"
+PROGRESS_INTERVAL = 5.0  # seconds between echoed build-log lines, so a long build shows life
+
+log = logging.getLogger("choirci")
 
 
 def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collector | None:
-    return None
+    if not settings.closures:
+        return None
+    return ClosuresArea.from_parent(session, name=AREA, nodeid=AREA)
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def make_nix(config: Config) -> Nix:
+    nix = config.nix
+    return Nix(binary=nix.binary, extra_args=nix.extra_args, cwd=config.root,
+               build_timeout=nix.build_timeout)
+
+
+def announcer(config: pytest.Config) -> Callable[[str], None]:
+    """Print a line to the terminal (or the log on xdist workers, which have none)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    guard = threading.Lock()  # nix output arrives on reader threads
+
+    def say(line: str) -> None:
+        with guard:
+            if reporter is None:
+                log.warning("%s", line)
+            elif capture is not None:
+                # Progress must reach the terminal while the item runs, not its captured output.
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(line)
+            else:
+                reporter.write_line(line)
+
+    return say
+
+
+def build_lock(config: pytest.Config, cfg: Config) -> BuildLock:
+    path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
+    if path is not None and not path.is_absolute():
+        path = cfg.root / path
+    return BuildLock(path, timeout=cfg.nix.lock_timeout, notify=announcer(config))
+
+
+def require_nix(nix: Nix, cfg: Config) -> None:
+    """nix missing: a setup error (default) or, with ``nix.missing: skip``, a skip."""
+    if nix.available():
+        return
+    if cfg.nix.missing == "skip":
+        pytest.skip(f"'{nix.binary}' not found on PATH (nix.missing: skip in choirci.yaml)")
+    harness_error(f"'{nix.binary}' not found on PATH; install Nix, set nix.binary in "
+                  "choirci.yaml, or set nix.missing: skip to skip Nix items")
+
+
+def harness_error(message: str) -> None:
+    """Report a harness problem as a one-line ERROR (setup phase), never a traceback."""
+    pytest.fail(f"choirci: {message}", pytrace=False)
+
+
+class Progress:
+    """Echo what a long nix build does: each step, and a build-log line every few seconds."""
+
+    STEPS = ("building '", "copying path", "error:", "these ", "this ")
+
+    def __init__(self, say: Callable[[str], None], verbose: int) -> None:
+        self.say = say
+        self.verbose = verbose
+        self.last = 0.0
+
+    def __call__(self, line: str) -> None:
+        now = time.monotonic()
+        if not line.strip():
+            return
+        if self.verbose >= 2 or line.startswith(self.STEPS) or now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.say(f"nix: {line[:200]}")
+
+
+# --------------------------------------------------------------------------- collector and item
+
+
+class ClosuresArea(AreaCollector):
+    run: BatchRun | None = None
+    failure: BaseException | None = None
+
+    def collect(self) -> list[pytest.Item]:
+        settings = settings_mod.get(self.config)
+        assert settings is not None
+        return [ClosureItem.from_parent(self, name=c.name, closure=c) for c in settings.closures]
+
+    def setup(self) -> None:
+        # Re-setup (items reordered by another plugin) must not rebuild: keep the first outcome.
+        if self.failure is not None:
+            raise self.failure
+        if self.run is None:
+            try:
+                self.run = self._build()
+            except BaseException as exc:
+                self.failure = exc
+                raise
+
+    def _build(self) -> BatchRun:
+        settings = settings_mod.get(self.config)
+        assert settings is not None
+        cfg = settings.config
+        nix = make_nix(cfg)
+        require_nix(nix, cfg)
+        selected = [item.closure for item in self.session.items
+                    if isinstance(item, ClosureItem) and item.parent is self]
+        say = announcer(self.config)
+        shared = shared_batch_path(self.config)
+        try:
+            with build_lock(self.config, cfg):
+                if shared is not None and shared.exists():
+                    say("choirci: closures already built by another xdist worker of this run")
+                    return batch_from_json(shared.read_text())
+                say(f"choirci: building {len(selected)} closure(s) in one nix build: "
+                    + ", ".join(c.name for c in selected))
+                run = run_batch(nix, selected, Progress(say, self.config.get_verbosity()))
+                if shared is not None:
+                    write_atomic(shared, batch_to_json(run))
+                return run
+        except ChoirciError as exc:
+            harness_error(str(exc))
+            raise  # unreachable: pytest.fail raised
+
+
+def shared_batch_path(config: pytest.Config) -> Path | None:
+    """Where xdist workers of one run share the batch (None outside xdist).
+
+    ``xdist_group`` should keep the closure items on one worker, but ``--dist loadgroup``
+    stopped grouping on pytest 9.2 (pytest-dev/pytest-xdist#1386), and ``-n`` with
+    ``--dist load`` never did: whichever worker comes first builds, under the lock, and the
+    others read its verdicts instead of re-building and calling everything ``present``.
+    """
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput or "testrunuid" not in workerinput:
+        return None
+    return Path(tempfile.gettempdir()) / f"choirci-closures-{workerinput['testrunuid']}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ClosureItem(ChoirciItem):
+    def __init__(self, *, closure: Closure, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.closure = closure
+        self.add_marker(pytest.mark.nix)
+        self.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
+        self.run: BatchRun | None = None
+        self.result: ClosureResult | None = None
+
+    def setup(self) -> None:
+        area = self.parent
+        assert isinstance(area, ClosuresArea) and area.run is not None
+        run = area.run
+        result = run.results.get(self.closure.name)
+        if result is None:  # a shared batch from a worker that selected differently
+            harness_error(f"closure {self.closure.name} is missing from this run's batch build; "
+                          "xdist workers collected different closures (re-run without -n)")
+            return
+        self.run, self.result = run, result
+        self._record(run, result)
+        if result.status == ERROR:
+            harness_error(result.message)
+
+    def runtest(self) -> None:
+        result = self.result
+        assert result is not None  # set by setup(), which pytest runs first
+        if result.status == FAILED:
+            raise ItemFailed(result.message, result.details)
+
+    def _record(self, run: BatchRun, result: ClosureResult) -> None:
+        self.record("installable", self.closure.installable)
+        if result.drv_path:
+            self.record("drv_path", result.drv_path)
+        for output, path in result.outputs.items():
+            suffix = "" if output == "out" else f".{output}"
+            self.record(f"out_path{suffix}", path)
+            info = result.infos.get(path)
+            if info is not None:
+                self.record(f"nar_hash{suffix}", info.nar_hash)
+                self.record(f"nar_size{suffix}", info.nar_size)
+                if info.closure_size is not None:
+                    self.record(f"closure_size{suffix}", info.closure_size)
+        self.record("nix_version", run.nix_version)
+        self.record("wall_time", f"{run.wall_time:.3f}")
+        if result.build_time is not None:
+            self.record("build_time", f"{result.build_time:.0f}")
+        if result.planned:
+            self.record("cache_planned", result.planned)
+        if result.cache:
+            self.record("cache", result.cache)
+        if result.cache_source:
+            self.record("cache_source", result.cache_source)
+        self.record("command", run.command or run.dry_run_command)
+
+    def reportinfo(self) -> tuple[object, int | None, str]:  # type: ignore[override]
+        return self.config.rootpath, None, f"nix build {self.closure.installable}"
