@@ -96,7 +96,7 @@ class Config:
     loops: tuple[LoopStep, ...] = ()
     rust: RustSettings = RustSettings()
     hosts: Mapping[str, str] = field(default_factory=dict)
-    host_checks: HostChecks = HostChecks()
+    host_checks: HostChecks = field(default_factory=HostChecks)
     gates_dir: Path | None = None
     evidence_dir: Path = Path("evidence")
     release: ReleaseSettings = ReleaseSettings()

@@ -158,7 +158,9 @@ class _Check:
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list"}.get(type(value), repr(value))
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else repr(value)
 
 
 def parse(located: Located, gate_id: str) -> Gate:

@@ -49,7 +49,7 @@ class ChoirciItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.config.rootpath, None, self.nodeid
 
-    def repr_failure(  # type: ignore[override]
+    def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
         if isinstance(excinfo.value, ItemFailed):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-import junit_xml
+import junit_xml  # type: ignore[import-untyped]
 
 from choirci import naming, text
 from choirci.results import ItemResult, RunRecord, ShardRun
@@ -89,7 +89,7 @@ def _suite(key: tuple[int, str, str],
     started = min((run.started for run, _, _ in members if run.started), default="")
     suite = junit_xml.TestSuite(text.clean(name), cases, hostname=hostname or None,
                                 timestamp=started or None)
-    element = suite.build_xml_doc()
+    element: ET.Element = suite.build_xml_doc()
     for attribute in ("disabled", "assertions"):  # not in junit-10.xsd
         element.attrib.pop(attribute, None)
     element.set("time", text.seconds(sum(item.duration for _, item, _ in members)))

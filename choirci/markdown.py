@@ -61,8 +61,8 @@ def release_block(release: ReleaseRecord) -> list[str]:
     return [
         "| grind commit SHA | promoted SHA | domain tested | prompt execution result |",
         "|---|---|---|---|",
-        f"| `{release.grind_sha or 'unknown'}` | `{release.promoted_sha or 'not recorded'}` | "
-        f"{inline(release.domain or 'not recorded')} | {inline(result)} |",
+        (f"| `{release.grind_sha or 'unknown'}` | `{release.promoted_sha or 'not recorded'}` | "
+         f"{inline(release.domain or 'not recorded')} | {inline(result)} |"),
     ]
 
 
@@ -119,8 +119,9 @@ def _tick(verdict: ItemVerdict) -> str:
 
 def gate_report(verdict: GateVerdict, record: RunRecord) -> str:
     gate = verdict.gate
-    lines = [f"# {gate.title}", "", f"**Verdict: {verdict.verdict.upper()}** "
-             f"(gate `{gate.id}`, {counts_line(record)})", "", provenance_line(record), ""]
+    headline = (f"**Verdict: {verdict.verdict.upper()}** "
+                f"(gate `{gate.id}`, {counts_line(record)})")
+    lines = [f"# {gate.title}", "", headline, "", provenance_line(record), ""]
     if gate.outcome:
         lines += [f"> Outcome: {gate.outcome}", ""]
     for section in gate.sections:

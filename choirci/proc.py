@@ -104,7 +104,8 @@ def run(
         raise ToolMissing(f"'{argv[0]}' not found on PATH; install it{hint}")
     log.info("+ %s", shlex.join(argv))
     started = time.monotonic()
-    proc = local[resolved][list(argv[1:])].popen(
+    # plumbum types popen() as text mode; without text=/encoding= it is a bytes Popen.
+    proc: subprocess.Popen[bytes] = local[resolved][list(argv[1:])].popen(  # type: ignore[assignment]
         cwd=str(cwd) if cwd is not None else None,
         env=full_env,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

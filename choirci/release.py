@@ -175,9 +175,9 @@ def execute(base_url: str, objective: str, timeout: float) -> Execution:
                               "(release.prompt_timeout)")
         time.sleep(POLL_INTERVAL if polls else 0)
         polls += 1
-        code, payload = _request(f"{base}/conductor/runs/{run_id}", None, timeout)
-        if code != 200 or not isinstance(payload, dict):
-            raise PromptError(f"GET {base}/conductor/runs/{run_id} returned {code}")
+        status, payload = _request(f"{base}/conductor/runs/{run_id}", None, timeout)
+        if status != 200 or not isinstance(payload, dict):
+            raise PromptError(f"GET {base}/conductor/runs/{run_id} returned {status}")
         state = str(payload.get("status", ""))
     return Execution(run_id, state, polls, time.monotonic() - started)
 
