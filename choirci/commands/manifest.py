@@ -1,0 +1,374 @@
+"""``choirci manifest``: build, verify, diff and show release manifests.
+
+The command runs git and Nix (through :mod:`choirci.gitstate` and :class:`choirci.nix.Nix`);
+the manifest format and every comparison are the pure functions of :mod:`choirci.manifest`.
+Exit status: 0 good, 1 the release is not what it should be (build failed, mismatch),
+2 a harness or input problem (one ``choirci: error:`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from choirci import config as config_mod
+from choirci import gitstate
+from choirci import manifest as mf
+from choirci.config import Closure, Config, NixSettings
+from choirci.errors import ChoirciError
+from choirci.lock import BuildLock
+from choirci.manifest import ClosureRecord, Manifest, Mismatch, StorePath
+from choirci.nix import EXPERIMENTAL, Nix, NixError
+
+HELP = "release manifests: build from a clean tree, verify on a store/host, diff two releases"
+
+DESCRIPTION = """\
+Release manifests pin the exact Nix store paths a commit promotes from grind to prod.
+
+  build   from a clean git tree only (untracked files count), build the configured
+          closures and write <evidence>/releases/<short-sha>.env (the 11 keys of ChoirOS's
+          build-release-manifest.sh) plus .json (narHash, sizes, Nix version)
+  verify  check every store path is on a store with the same narHash and, with --bin-dir,
+          that the host's binaries resolve into the manifest's paths
+  diff    per closure, what changed between two releases (and nix store diff-closures)
+  show    print a manifest (.env or .json) as text, JSON, .env or its store paths
+
+examples:
+  choirci manifest build --output /tmp/choiros-release.env
+  nix copy --from ssh://choiros-grind --to ssh://choiros-prod \
+      $(choirci manifest show /tmp/choiros-release.json --format paths)
+  choirci manifest verify /tmp/choiros-release.json --store ssh://choiros-prod
+  choirci manifest verify /tmp/choiros-release.env --bin-dir /opt/choiros/bin   # on prod
+  choirci manifest diff evidence/releases/1dcaf0a.json evidence/releases/92c78c1.json
+"""
+
+STORE_PATH_IN_VERIFY = re.compile(r"path '(?P<path>/[^']+)' was modified! expected hash "
+                                  r"'(?P<expected>[^']+)', got '(?P<actual>[^']+)'")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class BuildFailed(ChoirciError):
+    """The release's closures did not build: the system under test failed (exit 1)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    build = sub.add_parser("build", help="build the closures and write the manifest")
+    build.add_argument("--output", metavar="PATH", type=Path,
+                       help="the .env to write, the .json goes beside it (default: "
+                       "<evidence dir>/releases/<short-sha>.env); refused inside the checkout "
+                       "unless gitignored, since it would dirty the next release's tree")
+    build.add_argument("--closure", metavar="NAME", action="append", default=[],
+                       help="only this closure (repeatable; default: every configured one)")
+    build.add_argument("--json-only", action="store_true",
+                       help="write only the .json (for closures other than the classic "
+                       "sandbox/hypervisor/desktop that the .env form needs)")
+    verify = sub.add_parser("verify", help="check a store (and host) holds the manifest's paths")
+    verify.add_argument("manifest", type=Path, help="a manifest .json or .env")
+    verify.add_argument("--store", metavar="URI",
+                        help="the Nix store to check, e.g. ssh://choiros-prod, /tmp/prodstore "
+                        "(a chroot store) or file:///cache (default: the local store)")
+    verify.add_argument("--bin-dir", metavar="DIR", type=Path,
+                        help="also check that DIR/{sandbox,hypervisor,dioxus-desktop} (e.g. "
+                        "/opt/choiros/bin on the host) resolve into the manifest's paths")
+    verify.add_argument("--check-contents", action="store_true",
+                        help="also re-hash the files on the store (nix store verify)")
+    diff = sub.add_parser("diff", help="what changed between two releases")
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    show = sub.add_parser("show", help="print a manifest")
+    show.add_argument("manifest", type=Path)
+    show.add_argument("--format", choices=("text", "json", "env", "paths"), default="text",
+                      help="paths: one store path a line, for `nix copy`")
+    for command in (build, verify, diff):
+        command.add_argument("--config", metavar="PATH",
+                             help="choirci.yaml (default: $CHOIRCI_CONFIG, else the nearest "
+                             "at or above the current directory)")
+
+
+def run(args: argparse.Namespace) -> int:
+    actions = {"build": run_build, "verify": run_verify, "diff": run_diff, "show": run_show}
+    try:
+        return actions[args.action](args)
+    except BuildFailed as exc:
+        print(f"choirci: manifest build: {exc}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------- build
+
+
+def run_build(args: argparse.Namespace) -> int:
+    cfg = config_mod.resolve(args.config, Path.cwd())
+    closures = select(cfg, args.closure)
+    if not args.json_only and (problem := mf.env_problem([c.name for c in closures])):
+        raise ChoirciError(problem)
+    root = gitstate.toplevel(cfg.root)
+    gitstate.require_clean(root)
+    head = gitstate.head(root)
+    env_path, json_path = output_paths(cfg, head.short, args.output, args.json_only)
+    for path in (env_path, json_path):
+        if path is not None:
+            guard_output(root, path)
+    release = build_release(cfg, closures, root, head)
+    for written in mf.write(release, env_path=env_path, json_path=json_path):
+        print(f"Release manifest written to {written}")
+    print(f"SHA: {release.release_sha}")
+    for closure in release.closures:
+        print(f"{closure.name.capitalize()}: {closure.store_path}")
+    return 0
+
+
+def select(cfg: Config, names: Sequence[str]) -> tuple[Closure, ...]:
+    chosen = tuple(cfg.closure(name) for name in names) if names else cfg.closures
+    if not chosen:
+        raise ChoirciError(f"{cfg.path or cfg.root}: no closures configured; a release "
+                           "manifest pins closures (add closures: to choirci.yaml)")
+    return chosen
+
+
+def output_paths(cfg: Config, short: str, output: Path | None,
+                 json_only: bool) -> tuple[Path | None, Path]:
+    """The .env (None with --json-only) and the .json beside it: same name, other suffix."""
+    base = (output or cfg.evidence_dir / "releases" / f"{short}.env").absolute()
+    if base.suffix not in (".env", ".json"):
+        raise ChoirciError(f"--output {output}: must end in .env or .json (both are written, "
+                           "side by side: NAME.env and NAME.json)")
+    return (None if json_only else base.with_suffix(".env")), base.with_suffix(".json")
+
+
+def guard_output(root: Path, path: Path) -> None:
+    """Trap §8.4: a manifest written into the checkout makes the next release refuse."""
+    if gitstate.would_dirty(root, path):
+        top = path.absolute().relative_to(root.resolve()).parts[0]
+        raise ChoirciError(
+            f"{path}: inside the checkout {root} and not gitignored, so writing it would "
+            f"dirty the tree and the next release build would refuse; pass --output outside "
+            f"the repo (e.g. /tmp/choiros-release.env) or add '{top}/' to .gitignore"
+        )
+
+
+def make_nix(settings: NixSettings, cwd: Path | None, store: str | None = None) -> Nix:
+    store_args = ("--store", store) if store else ()
+    return Nix(binary=settings.binary, extra_args=(*settings.extra_args, *store_args),
+               cwd=cwd, build_timeout=settings.build_timeout)
+
+
+def build_release(cfg: Config, closures: Sequence[Closure], root: Path,
+                  head: gitstate.Head, now: datetime | None = None) -> Manifest:
+    nix = make_nix(cfg.nix, cfg.root)
+    lock_path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
+    if lock_path is not None and not lock_path.is_absolute():
+        lock_path = cfg.root / lock_path
+    with BuildLock(lock_path, timeout=cfg.nix.lock_timeout, notify=_say):
+        result, _ = nix.build([c.installable for c in closures], on_stderr=_say)
+    if not result.ok:
+        names = ", ".join(c.name for c in closures)
+        raise BuildFailed(f"`nix build` of {names} failed ({result.describe_exit()}); "
+                          "no manifest written (the build log is above)")
+    try:
+        gitstate.require_clean(root)
+    except gitstate.DirtyTree as exc:
+        # e.g. a root flake without flake.lock gets one written (trap §8.5).
+        raise ChoirciError(f"the build changed the checkout: {exc}") from None
+    records = [_record(nix, closure) for closure in closures]
+    return Manifest(
+        release_sha=head.sha, short_sha=head.short, repo_root=str(root), git_dirty=False,
+        created_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        nix_version=str(nix.version()), closures=_with_sizes(nix, records),
+    )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _record(nix: Nix, closure: Closure) -> ClosureRecord:
+    # Nix 2.8 prints a batched `build --json` sorted by output path, not in installable
+    # order, so each installable is resolved on its own (already built: evaluation only).
+    result, built = nix.dry_run([closure.installable])
+    if not result.ok or len(built) != 1:
+        raise ChoirciError(f"{closure.name}: cannot resolve {closure.installable} after the "
+                           f"build ({result.describe_exit()}): {result.stderr.strip()[-200:]}")
+    outputs = sorted(built[0].outputs.items(), key=lambda kv: (kv[0] != "out", kv[0]))
+    binary = mf.CLASSIC.get(closure.name, (None, None))[1]
+    record = ClosureRecord(
+        name=closure.name, installable=closure.installable, drv_path=built[0].drv_path,
+        bin=binary, outputs=tuple(StorePath(name, path) for name, path in outputs if path),
+    )
+    if record.bin_path and not os.access(record.bin_path, os.X_OK):
+        raise BuildFailed(f"{closure.name}: {record.bin_path} is missing or not executable; "
+                          "the release scripts run it from /opt/choiros/bin")
+    return record
+
+
+def _with_sizes(nix: Nix, records: list[ClosureRecord]) -> tuple[ClosureRecord, ...]:
+    infos = nix.path_info([o.path for r in records for o in r.outputs], closure_size=True)
+    out = []
+    for record in records:
+        outputs = []
+        for o in record.outputs:
+            info = infos.get(o.path)
+            if info is None:
+                raise ChoirciError(f"{record.name}: {o.path} is not valid after the build")
+            outputs.append(StorePath(o.output, o.path, info.nar_hash, info.nar_size,
+                                     info.closure_size))
+        out.append(ClosureRecord(record.name, tuple(outputs), record.installable,
+                                 record.drv_path, record.bin))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    release = mf.load(args.manifest)
+    nix = make_nix(_nix_settings(args.config), None, args.store)
+    where = args.store or "local"
+    check_store_exists(args.store)
+    try:
+        infos = nix.path_info(all_paths(release))
+    except NixError as exc:
+        raise ChoirciError(f"--store {where}: cannot query it ({exc}); check the store URI "
+                           "and that SSH to the host works") from None
+    mismatches = mf.compare_store(release, infos, where)
+    if args.check_contents:
+        present = [p for p in all_paths(release)
+                   if not any(m.expected == p for m in mismatches)]
+        mismatches += content_mismatches(nix, release, present, args.store)
+    if args.bin_dir is not None:
+        observed = observe_bin_dir(release, args.bin_dir)
+        mismatches += mf.compare_running(release, observed, where=str(args.bin_dir))
+    for mismatch in mismatches:
+        print(f"MISMATCH {mismatch}")
+    print(verify_summary(release, where, mismatches, args.bin_dir))
+    return 1 if mismatches else 0
+
+
+def all_paths(release: Manifest) -> list[str]:
+    return [o.path for c in release.closures for o in c.outputs]
+
+
+def check_store_exists(store: str | None) -> None:
+    # A mistyped chroot store would be created empty and report every path missing.
+    if store and store.startswith(("/", "./", "../")) and not Path(store).is_dir():
+        raise ChoirciError(f"--store {store}: no such directory; pass an existing chroot store, "
+                           "file:// cache or ssh://host")
+
+
+def content_mismatches(nix: Nix, release: Manifest, paths: Sequence[str],
+                       store: str | None) -> list[Mismatch]:
+    """Re-hash ``paths`` on the store: files edited after registration are caught here."""
+    if not paths:
+        return []
+    store_args = ["--store", store] if store else []
+    result = nix.run([nix.binary, *EXPERIMENTAL, "store", "verify", *store_args,
+                      "--no-trust", *paths], timeout=nix.build_timeout)
+    owner = {o.path: c.name for c in release.closures for o in c.outputs}
+    found = [Mismatch(owner.get(m["path"], "?"), "contents", f"{m['path']} hashing to "
+                      f"{m['expected']}", f"files hash to {m['actual']}", store or "local")
+             for m in STORE_PATH_IN_VERIFY.finditer(result.stderr)]
+    if not result.ok and not found:
+        raise ChoirciError(f"`{result.command}` failed ({result.describe_exit()}): "
+                           f"{result.stderr.strip()[-300:]}")
+    return found
+
+
+def observe_bin_dir(release: Manifest, bin_dir: Path) -> dict[str, str | None]:
+    """``readlink -f DIR/<binary>`` per closure that has one (absent: None). A copied file
+    (host-switch.sh installs copies, trap §8.6) resolves to itself and so mismatches."""
+    if not bin_dir.is_dir():
+        raise ChoirciError(f"--bin-dir {bin_dir}: no such directory; pass the host's "
+                           "/opt/choiros/bin")
+    observed: dict[str, str | None] = {}
+    for closure in release.closures:
+        if closure.bin:
+            link = bin_dir / Path(closure.bin).name
+            observed[closure.name] = os.path.realpath(link) if os.path.lexists(link) else None
+    return observed
+
+
+def verify_summary(release: Manifest, where: str, mismatches: Sequence[Mismatch],
+                   bin_dir: Path | None) -> str:
+    count = len(all_paths(release))
+    head = f"release {release.short_sha} ({release.release_sha})"
+    if mismatches:
+        return f"manifest verify: {head}: {len(mismatches)} mismatch(es) on {where}"
+    hashes = "with the manifest's narHash" if release.has_hashes else \
+        "(narHash not recorded in a .env manifest: verify the .json to compare hashes)"
+    running = f"; {bin_dir} runs exactly these paths" if bin_dir else ""
+    return f"manifest verify: {head}: all {count} store paths present on {where} {hashes}{running}"
+
+
+def _nix_settings(explicit: str | None) -> NixSettings:
+    """Verify and diff run on prod too, where no choirci.yaml exists: defaults then."""
+    chosen = explicit or os.environ.get("CHOIRCI_CONFIG")
+    path = Path(chosen) if chosen else config_mod.find_config(Path.cwd())
+    return config_mod.load(path).nix if path is not None else NixSettings()
+
+
+# --------------------------------------------------------------------------- diff and show
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    old, new = mf.load(args.old), mf.load(args.new)
+    nix = make_nix(_nix_settings(args.config), None)
+    print(f"release {old.short_sha} -> {new.short_sha}")
+    for change in mf.diff(old, new):
+        print(f"  {change.name}: {change.status}")
+        if change.status == "unchanged":
+            continue
+        before, after = change.before, change.after
+        print(f"    - {before.store_path if before else '(none)'}"
+              f"{_size(before)}\n    + {after.store_path if after else '(none)'}{_size(after)}")
+        if before is not None and after is not None:
+            for line in package_diff(nix, before.store_path, after.store_path):
+                print(f"    {line}")
+    return 0
+
+
+def _size(closure: ClosureRecord | None) -> str:
+    size = closure.main.closure_size if closure else None
+    return f" (closure {size} bytes)" if size else ""
+
+
+def package_diff(nix: Nix, before: str, after: str) -> list[str]:
+    """``nix store diff-closures`` lines, or one line saying why there are none."""
+    infos = nix.path_info([before, after])
+    absent = [p for p, info in infos.items() if info is None]
+    if absent:
+        return [f"(no package diff: {', '.join(absent)} not in the local store)"]
+    result = nix.run([nix.binary, *EXPERIMENTAL, "store", "diff-closures", before, after])
+    if not result.ok:
+        return [f"(no package diff: `{result.command}` {result.describe_exit()})"]
+    return parse_diff_closures(result.stdout) or [
+        "(nix store diff-closures: no package version or size change)"]
+
+
+def parse_diff_closures(text: str) -> list[str]:
+    """``name: 0.1.0 → 0.2.0, +1.2 KiB`` lines, without the colours Nix adds even to a pipe."""
+    return [ANSI.sub("", line).strip() for line in text.splitlines() if line.strip()]
+
+
+def run_show(args: argparse.Namespace) -> int:
+    release = mf.load(args.manifest)
+    if args.format == "paths":
+        print("\n".join(all_paths(release)))
+    elif args.format == "json":
+        print(mf.to_json(release), end="")
+    elif args.format == "env":
+        print(mf.to_env(release), end="")
+    else:
+        print(f"release {release.release_sha} ({release.short_sha}), created "
+              f"{release.created_at}, dirty={str(release.git_dirty).lower()}, from {release.source}")
+        for closure in release.closures:
+            for o in closure.outputs:
+                size = f", closure {o.closure_size} bytes" if o.closure_size else ""
+                print(f"  {closure.name}.{o.output}: {o.path}"
+                      f"{f' ({o.nar_hash}{size})' if o.nar_hash else ''}")
+    return 0

@@ -1,0 +1,128 @@
+"""The clean-tree gate and the output-path guard, with real git in tmp_path.
+
+Every `choirci manifest build` here is refused before Nix is called, so nothing builds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from choirci import cli, gitstate
+
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+CONFIG = """\
+closures:
+  sandbox: ./sandbox#sandbox
+  hypervisor: ./hypervisor#hypervisor
+  desktop: ./dioxus-desktop#desktop
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "sandbox" / "src").mkdir(parents=True)
+    (root / "sandbox" / "src" / "main.rs").write_text("fn main() {}\n")
+    (root / "choirci.yaml").write_text(CONFIG)
+    (root / ".gitignore").write_text("evidence/\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+def build(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = cli.main(["manifest", "build", "--config", str(root / "choirci.yaml"), *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_clean_repo_has_no_dirty_files(repo: Path) -> None:
+    assert gitstate.dirty_files(repo) == []
+    head = gitstate.head(repo)
+    assert len(head.sha) == 40 and head.sha.startswith(head.short)
+    assert gitstate.toplevel(repo / "sandbox") == repo
+
+
+def test_untracked_modified_staged_and_renamed_all_count(repo: Path) -> None:
+    (repo / "notes.txt").write_text("x")
+    (repo / "sandbox" / "src" / "main.rs").write_text("fn main() { }\n")
+    git(repo, "mv", "choirci.yaml", "ci.yaml")
+    (repo / "evidence").mkdir()
+    (repo / "evidence" / "ignored.json").write_text("{}")
+    entries = gitstate.dirty_files(repo)
+    assert sorted(entries) == sorted(["?? notes.txt", " M sandbox/src/main.rs",
+                                      "R  ci.yaml"])
+
+
+def test_require_clean_names_files_and_counts_the_rest(repo: Path) -> None:
+    for index in range(7):
+        (repo / f"untracked-{index}.txt").write_text("x")
+    with pytest.raises(gitstate.DirtyTree) as caught:
+        gitstate.require_clean(repo)
+    message = str(caught.value)
+    assert "7 changed or untracked: ?? untracked-0.txt" in message
+    assert "and 2 more" in message and "\n" not in message
+
+
+def test_not_a_checkout_and_no_commit_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(gitstate.GitError, match="not inside a git checkout"):
+        gitstate.toplevel(tmp_path)
+    git(tmp_path, "init", "-q")
+    with pytest.raises(gitstate.GitError, match="has no commit yet"):
+        gitstate.head(tmp_path)
+
+
+@pytest.mark.parametrize(("relative", "dirty"), [
+    ("evidence/releases/abc.env", False),      # ignored directory, not created yet
+    ("artifacts/releases/abc.env", True),      # the real script's default: not ignored
+    ("choirci.yaml", True),                    # tracked
+    ("../outside/abc.env", False),             # outside the checkout
+])
+def test_would_dirty(repo: Path, relative: str, dirty: bool) -> None:
+    assert gitstate.would_dirty(repo, repo / relative) is dirty
+
+
+def test_build_refuses_a_dirty_tree_naming_the_files(repo: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "sandbox" / "tests").mkdir()
+    (repo / "sandbox" / "tests" / "generated.ts").write_text("// ts-rs export")
+    code, err = build(repo, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("choirci: error: ")
+    assert "refusing to build a release manifest from a dirty tree" in err
+    assert "?? sandbox/tests/" in err
+
+
+def test_build_refuses_an_output_that_would_dirty_the_next_release(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = build(repo, capsys, "--output", str(repo / "artifacts" / "releases" / "x.env"))
+    assert code == 2
+    assert "inside the checkout" in err and "add 'artifacts/' to .gitignore" in err
+    assert not (repo / "artifacts").exists()
+
+
+def test_build_refuses_an_output_without_a_known_suffix(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = build(repo, capsys, "--output", str(tmp_path / "release.txt"))
+    assert code == 2 and "must end in .env or .json" in err
+
+
+def test_env_form_without_the_classic_closures_is_refused(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = build(repo, capsys, "--closure", "sandbox")
+    assert code == 2
+    assert "missing: 'hypervisor', 'desktop'" in err and "--json-only" in err
+
+
+def test_unknown_closure_is_named(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = build(repo, capsys, "--closure", "sandbx")
+    assert code == 2 and "unknown closure 'sandbx'" in err
