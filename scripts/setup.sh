@@ -46,6 +46,11 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   say "choirci needs Python >= 3.11; set PYTHON=/path/to/python3.11"
   exit 1
 fi
+if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+  if [[ $(id -u) -ne 0 ]]; then say "run: sudo apt-get install -y python3-venv"; exit 1; fi
+  say "installing python3-venv"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+fi
 stamp=".venv/.choirci-setup"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
