@@ -119,6 +119,10 @@ class Progress:
         now = time.monotonic()
         if not line.strip():
             return
+        if "(ignored)" in line and self.verbose < 2:
+            # e.g. `nix develop` failing to look up nixpkgs#bashInteractive offline, then
+            # falling back to the bash on PATH: not something an operator must act on.
+            return
         if self.verbose >= 2 or line.startswith(self.STEPS) or now - self.last >= PROGRESS_INTERVAL:
             self.last = now
             self.say(f"nix: {line[:200]}")
