@@ -14,6 +14,7 @@ under the lock and the others reuse its verdicts (see :func:`shared_batch_path`)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -44,6 +46,8 @@ from choirci.settings import Settings
 AREA = "closures"
 XDIST_GROUP = "choirci-closures"
 PROGRESS_INTERVAL = 5.0  # seconds between echoed build-log lines, so a long build shows life
+HEARTBEAT_INTERVAL = 30.0  # a silent build still says it is alive this often
+STALE_BATCH_SECONDS = 2 * 86400.0  # far longer than one grind run, workers included
 
 log = logging.getLogger("choirci")
 
@@ -106,26 +110,64 @@ def harness_error(message: str) -> None:
 
 
 class Progress:
-    """Echo what a long nix build does: each step, and a build-log line every few seconds."""
+    """Echo what a long nix build does: each step, a build-log line every few seconds, and a
+    heartbeat when the build is silent (one rustc can compile for minutes without a line).
+
+    Use as a context manager so the heartbeat thread stops with the command.
+    """
 
     STEPS = ("building '", "copying path", "error:", "these ", "this ")
 
-    def __init__(self, say: Callable[[str], None], verbose: int) -> None:
+    def __init__(self, say: Callable[[str], None], verbose: int, what: str = "nix build",
+                 heartbeat: float = HEARTBEAT_INTERVAL) -> None:
         self.say = say
         self.verbose = verbose
+        self.what = what
+        self.heartbeat = heartbeat
+        self.started = self.last_said = time.monotonic()
         self.last = 0.0
+        self.last_line = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        self.started = self.last_said = time.monotonic()
+        self._thread = threading.Thread(target=self._beat, name="choirci-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def __call__(self, line: str) -> None:
         now = time.monotonic()
         if not line.strip():
             return
+        self.last_line = line.strip()
         if "(ignored)" in line and self.verbose < 2:
             # e.g. `nix develop` failing to look up nixpkgs#bashInteractive offline, then
             # falling back to the bash on PATH: not something an operator must act on.
             return
         if self.verbose >= 2 or line.startswith(self.STEPS) or now - self.last >= PROGRESS_INTERVAL:
-            self.last = now
+            self.last = self.last_said = now
             self.say(f"nix: {line[:200]}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.heartbeat)):
+            now = time.monotonic()
+            if now - self.last_said < self.heartbeat:
+                continue
+            self.last_said = now
+            last = f"last output: {self.last_line[:120]}" if self.last_line else "no output yet"
+            self.say(f"choirci: {self.what} still running after {_elapsed(now - self.started)} "
+                     f"({last})")
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 # --------------------------------------------------------------------------- collector and item
@@ -168,8 +210,10 @@ class ClosuresArea(AreaCollector):
                     return batch_from_json(shared.read_text())
                 say(f"choirci: building {len(selected)} closure(s) in one nix build: "
                     + ", ".join(c.name for c in selected))
-                run = run_batch(nix, selected, Progress(say, self.config.get_verbosity()))
+                with Progress(say, self.config.get_verbosity()) as progress:
+                    run = run_batch(nix, selected, progress)
                 if shared is not None:
+                    prune_stale_batches(shared.parent)
                     write_atomic(shared, batch_to_json(run))
                 return run
         except ChoirciError as exc:
@@ -189,6 +233,16 @@ def shared_batch_path(config: pytest.Config) -> Path | None:
     if not workerinput or "testrunuid" not in workerinput:
         return None
     return Path(tempfile.gettempdir()) / f"choirci-closures-{workerinput['testrunuid']}.json"
+
+
+def prune_stale_batches(directory: Path, max_age: float = STALE_BATCH_SECONDS) -> None:
+    """Remove shared batches of long-finished runs: no worker of a live run reads them, and
+    only the controller knows when a run ends (it never imports this area)."""
+    cutoff = time.time() - max_age
+    for old in directory.glob("choirci-closures-*.json"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -90,15 +90,17 @@ class LoopItem(ChoirciItem):
         cfg = settings.config
         output: list[str] = []
         guard = threading.Lock()
-        progress = Progress(announcer(self.config), self.config.get_verbosity())
+        progress = Progress(announcer(self.config), self.config.get_verbosity(),
+                            what=f"loop step {self.step.name}")
 
         def collect(line: str) -> None:
             with guard:  # stdout and stderr arrive on two threads: keep their real order
                 output.append(line)
             progress(line)
 
-        result = proc.run(self.argv, cwd=cfg.root, timeout=self.step.timeout,
-                          on_stdout=collect, on_stderr=collect)
+        with progress:
+            result = proc.run(self.argv, cwd=cfg.root, timeout=self.step.timeout,
+                              on_stdout=collect, on_stderr=collect)
         self.record("exit_status", result.describe_exit())
         self.record("duration", f"{result.duration:.3f}")
         if not result.ok:
