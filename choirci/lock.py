@@ -1,7 +1,8 @@
 """The host-wide build lock: two ``pytest --grind`` runs on one machine never build at once.
 
-An exclusive ``fcntl.flock`` on a lock file (default ``$XDG_RUNTIME_DIR/choirci-build.lock``,
-else ``/tmp/choirci-build.lock``; ``nix.lock_path`` in choirci.yaml) plus a JSON sidecar
+An exclusive ``fcntl.flock`` on a lock file (default ``/tmp/choirci-build.lock``: one per
+machine, shared by every user, which a per-user ``$XDG_RUNTIME_DIR`` would not be;
+``nix.lock_path`` in choirci.yaml) plus a JSON sidecar
 ``<lock>.json`` naming the holder (PID, command line, start time, host) so that a waiter can
 say who it waits for. The kernel drops a flock when its holder dies, so a lock left by a
 crashed or killed run is free again at once; the stale sidecar only tells us to *say* that
@@ -40,9 +41,7 @@ class LockTimeout(ChoirciError):
 
 
 def default_path() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp")
-    return base / LOCK_NAME
+    return Path("/tmp") / LOCK_NAME
 
 
 @dataclass(frozen=True)
