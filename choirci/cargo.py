@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 from choirci import libtest, proc
 from choirci.errors import ChoirciError
 from choirci.nix import Nix
-from choirci.proc import CommandResult
+from choirci.proc import CommandResult, LineCallback
 
 LIB = "lib"  # `test: lib` in choirci.yaml: the crate's unit tests (cargo test --lib)
 LIST_TIMEOUT = 120.0
@@ -89,6 +90,7 @@ class Cargo:
     nix: Nix = field(default_factory=Nix)
     cwd: Path = Path(".")
     timeout: float = 3600.0
+    progress: LineCallback | None = None  # compile progress for the terminal (cargo's stderr)
 
     def argv(self, *args: str) -> list[str]:
         command = [self.cargo, *args]
@@ -96,11 +98,11 @@ class Cargo:
             return command
         return self.nix.develop_argv(self.develop, command)
 
-    def run(self, argv: Sequence[str]) -> CommandResult:
+    def run(self, argv: Sequence[str], on_stderr: LineCallback | None = None) -> CommandResult:
         setting = "nix.binary in choirci.yaml" if self.develop else "rust.cargo in choirci.yaml"
         # Bounded: a broken build can print megabytes of warnings.
         return proc.run(argv, cwd=self.cwd, timeout=self.timeout, setting=setting,
-                        max_output=32 << 20)
+                        max_output=32 << 20, on_stderr=on_stderr)
 
     # ----------------------------------------------------------------- metadata
 
@@ -142,7 +144,7 @@ class Cargo:
 
     def _build_once(self, crate: str, binaries: Sequence[str], features: Sequence[str]) -> Build:
         argv = self.build_argv(crate, binaries, features)
-        result = self.run(argv)
+        result = self.run(argv, _compile_progress(self.progress))
         build = Build(command=shlex.join(argv), result=result)
         shared: list[str] = []
         for message in _json_lines(result.stdout):
@@ -267,3 +269,25 @@ def run_argv(
     if threads is not None:
         argv += ["--test-threads", str(threads)]
     return argv if everything else [*argv, "--exact", *names]
+
+
+def _compile_progress(say: LineCallback | None, every: float = 2.0) -> LineCallback | None:
+    """Relay cargo's ``Compiling x`` lines, at most one per ``every`` seconds.
+
+    A cold compile of a real workspace takes minutes at collection time; without this the
+    terminal would sit silent on "collecting ...".
+    """
+    if say is None:
+        return None
+    last = [0.0]
+
+    def relay(line: str) -> None:
+        text = line.strip()
+        if not text.startswith(("Compiling", "Finished")):
+            return
+        now = time.monotonic()
+        if text.startswith("Finished") or now - last[0] >= every:
+            last[0] = now
+            say(f"cargo: {text}")
+
+    return relay

@@ -22,7 +22,7 @@ import pytest
 
 from choirci import settings as settings_mod
 from choirci.cargo import Cargo
-from choirci.closures import make_nix
+from choirci.closures import announcer, make_nix
 from choirci.errors import ChoirciError
 from choirci.items import AreaCollector, ChoirciItem, ItemFailed
 from choirci.rustplan import (
@@ -52,7 +52,7 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
         raise pytest.UsageError(str(exc)) from None
     cfg = settings.config
     cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=make_nix(cfg), cwd=cfg.root,
-                  timeout=rust.build_timeout)
+                  timeout=rust.build_timeout, progress=announcer(session.config))
     plans = _shared_discovery(session.config, lambda: discover(wanted, cargo),
                               key=(str(cfg.root), rust, wanted))
     return RustArea.from_parent(session, name=AREA, nodeid=AREA, plans=plans)

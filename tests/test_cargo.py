@@ -162,3 +162,18 @@ def test_long_commands_are_shortened_for_the_evidence() -> None:
     argv = ("bin", "--exact", *(f"t{i}" for i in range(500)))
     run = rustrun.BinaryRun(argv, "exit status 0", 0.1)
     assert run.command.endswith("t19 ... (+480 more test names)")
+
+
+def test_compile_progress_relays_compiling_lines_rate_limited() -> None:
+    from choirci.cargo import _compile_progress
+
+    seen: list[str] = []
+    relay = _compile_progress(seen.append, every=3600)
+    assert relay is not None
+    for line in ("   Compiling shared-types v0.1.0 (/ws/shared-types)",
+                 "warning: unused variable", "   Compiling sandbox v0.1.0 (/ws/sandbox)",
+                 "    Finished `test` profile [unoptimized] target(s) in 1.5s"):
+        relay(line)
+    assert seen == ["cargo: Compiling shared-types v0.1.0 (/ws/shared-types)",
+                    "cargo: Finished `test` profile [unoptimized] target(s) in 1.5s"]
+    assert _compile_progress(None) is None
