@@ -174,7 +174,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             f"choirci: host {name}: SSH transport failed during the check (exit 255): {stderr}; "
             "this is a harness error, not a failed check"
         )
+        # The report copied user_properties when it was made: tag both (the evidence reads
+        # the report's, and counts a tagged failure as an error, never a failed check).
         item.user_properties.append(("harness_error", "ssh exit 255"))
+        report.user_properties.append(("harness_error", "ssh exit 255"))
     elif isinstance(exc, ChoirciError):
         report.longrepr = f"choirci: {exc}"
     return report

@@ -35,6 +35,9 @@ def phase_outcome(report: pytest.TestReport) -> str:
         return "xfailed" if xfail else "skipped"
     if report.passed:
         return "xpassed" if xfail else "passed"
+    if any(name == "harness_error" for name, _ in report.user_properties):
+        # The harness broke during the call (e.g. SSH exit 255): an error, not a failed check.
+        return "error"
     return "failed"
 
 
