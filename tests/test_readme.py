@@ -32,3 +32,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     _demo, test = quick_start_commands()
     ci = (REPO / ".ci/run").read_text()
     assert re.search(rf"^exec {re.escape(test)}\b", ci, re.M), ci
+
+
+def test_config_reference_example_is_a_valid_config(tmp_path: Path) -> None:
+    from choirci import config
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Config reference", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block, "Config reference has no ```yaml block"
+    path = tmp_path / "choirci.yaml"
+    path.write_text(block.group(1))
+    cfg = config.load(path)
+    assert [c.name for c in cfg.closures] == ["sandbox", "hypervisor", "desktop"]
+    assert cfg.rust.targets and cfg.loops and cfg.hosts
