@@ -4,7 +4,11 @@ Every command is built here and run through :func:`choirci.proc.run`; with ``rus
 cargo runs as ``nix develop <shell> --command cargo ...`` (the compiled binaries then run
 directly). Test binaries are compiled with ``cargo test --no-run --message-format=json``,
 once per (crate, feature set) for all of its wanted binaries, and the executables are read
-from the ``compiler-artifact`` messages. Never imports pytest.
+from the ``compiler-artifact`` messages. A crate outside the root workspace is reached with
+``--manifest-path`` (cargo then uses that workspace's lockfile and target directory). A
+binary is ``lib`` (``--lib``), an integration test (``--test NAME``) or the unit tests of a
+``[[bin]]`` target (``--bin NAME``); integration tests win when names collide. Never
+imports pytest.
 
 ``cargo test`` output on stdout is JSON lines (``--message-format=json``)::
 
@@ -50,9 +54,15 @@ class Package:
     manifest_dir: Path
     test_targets: tuple[str, ...]
     has_lib: bool
+    bin_targets: tuple[str, ...] = ()  # their unit tests: `cargo test --bin NAME`
 
     def binaries(self) -> tuple[str, ...]:
-        return ((LIB,) if self.has_lib else ()) + self.test_targets
+        bins = tuple(name for name in self.bin_targets if name not in self.test_targets)
+        return ((LIB,) if self.has_lib else ()) + self.test_targets + bins
+
+    def bins(self, binaries: Sequence[str]) -> tuple[str, ...]:
+        """Which of ``binaries`` are the unit tests of a bin target (built with ``--bin``)."""
+        return tuple(b for b in binaries if b in self.bin_targets and b not in self.test_targets)
 
 
 @dataclass(frozen=True)
@@ -106,44 +116,62 @@ class Cargo:
 
     # ----------------------------------------------------------------- metadata
 
-    def metadata(self) -> Workspace:
-        result = self.run(self.argv("metadata", "--format-version", "1", "--no-deps"))
+    def metadata(self, manifest: str | None = None) -> Workspace:
+        """The workspace at ``cwd``, or the one ``manifest`` (a Cargo.toml) belongs to."""
+        args = ["metadata", "--format-version", "1", "--no-deps", *self._manifest(manifest)]
+        result = self.run(self.argv(*args))
         if not result.ok:
             raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
                              f"{libtest.one_line(_last_lines(result.stderr))}")
         for line in result.stdout.splitlines():
             if line.startswith("{"):
                 return parse_metadata(json.loads(line))
-        raise CargoError(f"`{result.command}` printed no JSON; is {self.cwd} a Cargo workspace?")
+        where = manifest or self.cwd
+        raise CargoError(f"`{result.command}` printed no JSON; is {where} a Cargo workspace?")
+
+    def _manifest(self, manifest: str | None) -> list[str]:
+        if manifest is None:
+            return []
+        # Relative to cwd where it can be, so recorded commands read like a person typed them.
+        shown = os.path.relpath(manifest, self.cwd) if os.path.isabs(manifest) else manifest
+        return ["--manifest-path", manifest if shown.startswith("..") else shown]
 
     # ----------------------------------------------------------------- compiling
 
-    def build_argv(self, crate: str, binaries: Sequence[str], features: Sequence[str]) -> list[str]:
-        args = ["test", "--no-run", "--message-format=json", "-p", crate]
+    def build_argv(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
+                   manifest: str | None = None, bins: Sequence[str] = ()) -> list[str]:
+        args = ["test", "--no-run", "--message-format=json", *self._manifest(manifest), "-p", crate]
         for binary in binaries:
-            args += ["--lib"] if binary == LIB else ["--test", binary]
+            if binary == LIB:
+                args += ["--lib"]
+            else:
+                args += ["--bin" if binary in bins else "--test", binary]
         if features:
             args += ["--features", ",".join(features)]
         return self.argv(*args)
 
-    def build(self, crate: str, binaries: Sequence[str], features: Sequence[str]) -> Build:
-        """Compile ``binaries`` of ``crate`` with ``features``; a failed compile is a result."""
-        build = self._build_once(crate, binaries, features)
+    def build(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
+              manifest: str | None = None, bins: Sequence[str] = ()) -> Build:
+        """Compile ``binaries`` of ``crate`` with ``features``; a failed compile is a result.
+
+        ``bins`` names those of ``binaries`` that are a bin target's unit tests."""
+        build = self._build_once(crate, binaries, features, manifest=manifest, bins=bins)
         if (build.result is not None and build.result.ok) or len(binaries) == 1:
             return build
         # cargo stops scheduling after the first error, so a grouped call cannot say which of
         # the other binaries compile: ask for each one on its own (built ones are no-ops).
         merged = Build(command=build.command, result=build.result)
         for binary in binaries:
-            alone = self._build_once(crate, [binary], features)
+            alone = self._build_once(crate, [binary], features, manifest=manifest, bins=bins)
             if binary in alone.executables:
                 merged.executables[binary] = alone.executables[binary]
             else:
                 merged.errors[binary] = alone.failure(binary)
         return merged
 
-    def _build_once(self, crate: str, binaries: Sequence[str], features: Sequence[str]) -> Build:
-        argv = self.build_argv(crate, binaries, features)
+    def _build_once(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
+                    manifest: str | None, bins: Sequence[str]) -> Build:
+        argv = self.build_argv(crate, binaries, features, manifest=manifest, bins=bins)
         result = self.run(argv, _compile_progress(self.progress))
         build = Build(command=shlex.join(argv), result=result)
         shared: list[str] = []
@@ -166,6 +194,7 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
             manifest_dir=Path(package["manifest_path"]).parent,
             test_targets=tuple(t["name"] for t in targets if "test" in t.get("kind", ())),
             has_lib=any(_is_lib(t.get("kind", ())) for t in targets),
+            bin_targets=tuple(t["name"] for t in targets if "bin" in t.get("kind", ())),
         )
     return Workspace(
         root=Path(data["workspace_root"]),

@@ -1,11 +1,13 @@
 """Which Rust tests run: targets resolved against the workspace into one plan per binary.
 
 The targets come from ``rust.targets`` in choirci.yaml or, when given, from ``--rust-test
-CRATE::BIN[::TEST]`` (features then come from the configured target of that binary). Each
-(crate, binary, feature set) becomes one :class:`BinaryPlan`: compiled once (one cargo call
-per crate and feature set), listed once, and carrying its problem if it has one (unknown
-crate or binary, compile error, zero tests). Plans are plain data so that xdist workers can
-share one discovery through a JSON file (:func:`cached`). Never imports pytest.
+CRATE::BIN[::TEST]`` (features then come from the configured target of that binary, the
+manifest from any configured target of that crate). Each (crate, binary, feature set)
+becomes one :class:`BinaryPlan`: compiled once (one cargo call per manifest, crate and
+feature set; ``cargo metadata`` once per manifest), listed once, and carrying its problem if
+it has one (unknown crate or binary, compile error, zero tests). Plans are plain data so
+that xdist workers can share one discovery through a JSON file (:func:`cached`). Never
+imports pytest.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Wanted:
     features: tuple[str, ...]
     tests: tuple[str, ...] | None  # None: every test the binary lists
     origin: str  # where the user asked for it, for messages
+    manifest: str = ""  # a Cargo.toml outside the root workspace; "": the root workspace
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class BinaryPlan:
     manifest_dir: str = ""
     version: str = ""
     problem: Problem | None = None
+    manifest: str = ""  # as in Wanted
+    kind: str = ""  # "bin" for a bin target's unit tests (cargo test --bin), else ""
 
     @property
     def target(self) -> str:
@@ -105,14 +110,23 @@ def wanted_targets(rust: RustSettings, selection: Sequence[str], source: str) ->
         for index, target in enumerate(rust.targets):
             origin = f"{source}: rust.targets[{index}] ({target.id})"
             wanted.append(Wanted(target.crate, target.test, target.features,
-                                 target.tests or None, origin))
+                                 target.tests or None, origin, _manifest(rust, target.crate)))
     for value in selection:
         crate, binary, test = parse_selection(value)
         configured = [t for t in rust.targets if (t.crate, t.test) == (crate, binary)]
         for features in dict.fromkeys(t.features for t in configured) or [()]:
             tests = None if test is None else (test,)
-            wanted.append(Wanted(crate, binary, features, tests, f"--rust-test {value}"))
+            wanted.append(Wanted(crate, binary, features, tests, f"--rust-test {value}",
+                                 _manifest(rust, crate)))
     return _merge(wanted)
+
+
+def _manifest(rust: RustSettings, crate: str) -> str:
+    """Where a crate lives: the config allows one manifest per crate name."""
+    for target in rust.targets:
+        if target.crate == crate and target.manifest is not None:
+            return str(target.manifest)
+    return ""
 
 
 def _merge(wanted: list[Wanted]) -> list[Wanted]:
@@ -143,24 +157,21 @@ def _segment(item: Wanted, all_wanted: Sequence[Wanted]) -> str:
 def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo) -> list[BinaryPlan]:
     """Compile and list every wanted binary once; problems become part of the plans."""
     plans = [
-        BinaryPlan(w.crate, w.binary, w.features, w.origin, _segment(w, wanted), w.tests)
+        BinaryPlan(w.crate, w.binary, w.features, w.origin, _segment(w, wanted), w.tests,
+                   manifest=w.manifest)
         for w in wanted
     ]
-    try:
-        workspace = cargo.metadata()
-    except ToolMissing as exc:
-        return [dataclasses.replace(p, problem=Problem(str(exc), harness=True)) for p in plans]
-    except cargo_mod.CargoError as exc:
-        return [dataclasses.replace(p, problem=Problem(str(exc))) for p in plans]
-    plans = [_locate(plan, workspace) for plan in plans]
-    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for manifest in dict.fromkeys(plan.manifest for plan in plans):
+        plans = _located(plans, manifest, cargo)
+    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
     for index, plan in enumerate(plans):
         if plan.problem is None:
-            groups.setdefault((plan.crate, plan.features), []).append(index)
-    for (crate, features), indexes in groups.items():
+            groups.setdefault((plan.manifest, plan.crate, plan.features), []).append(index)
+    for (manifest, crate, features), indexes in groups.items():
         binaries = list(dict.fromkeys(plans[i].binary for i in indexes))
+        bins = [plans[i].binary for i in indexes if plans[i].kind == "bin"]
         try:
-            build = cargo.build(crate, binaries, features)
+            build = cargo.build(crate, binaries, features, manifest=manifest or None, bins=bins)
         except ToolMissing as exc:
             for i in indexes:
                 plans[i] = dataclasses.replace(plans[i], problem=Problem(str(exc), harness=True))
@@ -170,18 +181,38 @@ def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo) -> list[BinaryPla
     return plans
 
 
+def _located(plans: list[BinaryPlan], manifest: str, cargo: cargo_mod.Cargo) -> list[BinaryPlan]:
+    """Resolve the plans of one manifest against its workspace (one ``cargo metadata``)."""
+    try:
+        workspace = cargo.metadata(manifest or None)
+    except ToolMissing as exc:
+        return _failed(plans, manifest, Problem(str(exc), harness=True))
+    except cargo_mod.CargoError as exc:
+        return _failed(plans, manifest, Problem(str(exc)))
+    return [_locate(plan, workspace) if plan.manifest == manifest else plan for plan in plans]
+
+
+def _failed(plans: list[BinaryPlan], manifest: str, problem: Problem) -> list[BinaryPlan]:
+    return [dataclasses.replace(plan, problem=problem) if plan.manifest == manifest else plan
+            for plan in plans]
+
+
 def _locate(plan: BinaryPlan, workspace: cargo_mod.Workspace) -> BinaryPlan:
     package = workspace.packages.get(plan.crate)
     if package is None:
         message = (f"{plan.origin}: no crate {plan.crate!r} in the Cargo workspace at "
                    f"{workspace.root}; {nearest(plan.crate, list(workspace.packages))}")
+        if not plan.manifest:
+            message += ("; a crate outside the workspace (like dioxus-desktop) needs "
+                        "'manifest: <dir>/Cargo.toml' on its target")
         return dataclasses.replace(plan, problem=Problem(message))
     if plan.binary not in package.binaries():
         message = (f"{plan.origin}: crate {plan.crate} has no test binary {plan.binary!r}; "
                    f"{nearest(plan.binary, package.binaries())}")
         return dataclasses.replace(plan, problem=Problem(message))
+    kind = "bin" if package.bins([plan.binary]) else ""
     return dataclasses.replace(plan, manifest_dir=str(package.manifest_dir),
-                               version=package.version)
+                               version=package.version, kind=kind)
 
 
 def _built(plan: BinaryPlan, build: cargo_mod.Build) -> BinaryPlan:

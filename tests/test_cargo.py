@@ -4,12 +4,23 @@ selection parsing, and how a run's verdicts are decided (no processes started)."
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from choirci import libtest, rustplan, rustrun
-from choirci.cargo import Build, Cargo, _absorb, _package_name, parse_metadata, run_argv
+from choirci.cargo import (
+    Build,
+    Cargo,
+    CargoError,
+    Package,
+    Workspace,
+    _absorb,
+    _package_name,
+    parse_metadata,
+    run_argv,
+)
 from choirci.config import RustSettings, RustTarget
 from choirci.errors import ConfigError
 from choirci.nix import Nix
@@ -35,6 +46,18 @@ def test_build_argv(develop: str | None, binaries: list[str], features: list[str
                     expected: list[str]) -> None:
     cargo = Cargo(develop=develop, nix=Nix())
     assert cargo.build_argv("sandbox", binaries, features) == expected
+
+
+def test_build_argv_outside_the_workspace_uses_the_manifest_and_bin_unit_tests() -> None:
+    cargo = Cargo(cwd=Path("/w"))
+    argv = cargo.build_argv("dioxus-desktop", ["dioxus-desktop", "lib"], [],
+                            manifest="/w/dioxus-desktop/Cargo.toml", bins=["dioxus-desktop"])
+    assert argv == ["cargo", "test", "--no-run", "--message-format=json",
+                    "--manifest-path", "dioxus-desktop/Cargo.toml", "-p", "dioxus-desktop",
+                    "--bin", "dioxus-desktop", "--lib"]
+    # Outside cwd the path stays absolute: `../..` in the evidence would mean nothing.
+    assert cargo.build_argv("x", ["lib"], [], manifest="/elsewhere/x/Cargo.toml")[4:6] == [
+        "--manifest-path", "/elsewhere/x/Cargo.toml"]
 
 
 def test_run_argv_lists_names_only_for_a_subset() -> None:
@@ -71,7 +94,9 @@ def test_metadata_keeps_members_test_targets_and_lib() -> None:
     }
     ws = parse_metadata(data)
     assert list(ws.packages) == ["sandbox"]
-    assert ws.packages["sandbox"].binaries() == ("lib", "desktop_api_test")
+    # The bin target's unit tests come last; an integration test of the same name wins.
+    assert ws.packages["sandbox"].binaries() == ("lib", "desktop_api_test", "sandbox")
+    assert ws.packages["sandbox"].bins(["lib", "desktop_api_test", "sandbox"]) == ("sandbox",)
     assert ws.packages["sandbox"].manifest_dir == Path("/w/sandbox")
 
 
@@ -126,9 +151,58 @@ def test_wanted_targets_take_features_from_config_and_merge() -> None:
     ]
 
 
+def test_wanted_targets_carry_the_crates_manifest_also_for_rust_test() -> None:
+    manifest = Path("/w/dioxus-desktop/Cargo.toml")
+    rust = RustSettings(targets=(
+        RustTarget("dioxus-desktop", "dioxus-desktop", manifest=manifest),
+        RustTarget("sandbox", "desktop_api_test"),
+    ))
+    assert [w.manifest for w in rustplan.wanted_targets(rust, (), "choirci.yaml")] == [
+        str(manifest), ""]
+    # --rust-test of another binary of that crate still finds the crate where it lives.
+    picked = rustplan.wanted_targets(rust, ("dioxus-desktop::lib", "sandbox::api::t"), "c")
+    assert [(w.binary, w.manifest) for w in picked] == [("lib", str(manifest)), ("api", "")]
+
+
+class FakeCargo(Cargo):
+    """Records calls; the root workspace has sandbox, the desktop manifest fails to load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, ...]] = []
+
+    def metadata(self, manifest: str | None = None) -> Workspace:
+        self.calls.append(("metadata", manifest))
+        if manifest is not None:
+            raise CargoError("`cargo metadata` failed (exit status 101): error: no Cargo.lock")
+        sandbox = Package("sandbox", "0.1.0", Path("/w/sandbox"), ("a", "b"), True)
+        return Workspace(Path("/w"), Path("/w/target"), {"sandbox": sandbox})
+
+    def build(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
+              manifest: str | None = None, bins: Sequence[str] = ()) -> Build:
+        self.calls.append(("build", crate, tuple(binaries), manifest))
+        return Build(command="cargo test ...")
+
+
+def test_discovery_asks_metadata_once_per_manifest_and_keeps_failures_apart() -> None:
+    desktop = "/w/dioxus-desktop/Cargo.toml"
+    wanted = [rustplan.Wanted("sandbox", "a", (), None, "o"),
+              rustplan.Wanted("dioxus-desktop", "lib", (), None, "o", desktop),
+              rustplan.Wanted("sandbox", "b", (), None, "o"),
+              rustplan.Wanted("dioxus-desktop", "dioxus-desktop", (), None, "o", desktop)]
+    cargo = FakeCargo()
+    plans = rustplan.discover(wanted, cargo)
+    assert cargo.calls == [("metadata", None), ("metadata", desktop),
+                           ("build", "sandbox", ("a", "b"), None)]
+    problems = [plan.problem.message if plan.problem else "" for plan in plans]
+    assert "no Cargo.lock" in problems[1] and "no Cargo.lock" in problems[3]
+    assert "does not compile" in problems[0]  # the fake built nothing, but it was asked
+
+
 def test_plans_survive_the_json_shared_between_workers() -> None:
     plan = rustplan.BinaryPlan("c", "b", ("f",), "o", "b", requested=("t",), listed=("t", "u"),
-                               problem=rustplan.Problem("m", "d", harness=True))
+                               problem=rustplan.Problem("m", "d", harness=True),
+                               manifest="/w/c/Cargo.toml", kind="bin")
     assert rustplan.from_json(rustplan.to_json([plan])) == [plan]
 
 

@@ -40,3 +40,51 @@ def test_rust_key_errors_are_one_line_with_location(tmp_path: Path, text: str, m
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, text)
     assert str(caught.value).startswith(f"{tmp_path}/{message}")
+
+
+def crate_dir(tmp_path: Path, name: str = "desktop") -> Path:
+    (tmp_path / name).mkdir(exist_ok=True)
+    (tmp_path / name / "Cargo.toml").write_text(f'[package]\nname = "{name}"\n')
+    return tmp_path / name
+
+
+def test_manifest_is_resolved_against_the_config_file(tmp_path: Path) -> None:
+    crate_dir(tmp_path)
+    rust = load(tmp_path, "rust:\n  targets:\n"
+                          "    - {crate: desktop, test: lib, manifest: desktop/Cargo.toml}\n"
+                          "    - {crate: desktop, test: desktop, manifest: ./desktop/Cargo.toml}\n"
+                          "    - {crate: sandbox, test: lib}\n")
+    assert [t.manifest for t in rust.targets] == [
+        (tmp_path / "desktop/Cargo.toml").resolve()] * 2 + [None]
+    assert rust.targets[0].id == "desktop::lib"  # node ids do not change
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("desktp/Cargo.toml",
+         "choirci.yaml:5: rust.targets[0].manifest: no such file 'desktp/Cargo.toml' (looked for "),
+        ("desktop",
+         "choirci.yaml:5: rust.targets[0].manifest: 'desktop' is a directory; give its Cargo.toml"),
+        ("desktop/Cargo.lock",
+         "choirci.yaml:5: rust.targets[0].manifest: 'desktop/Cargo.lock' is not a Cargo.toml"),
+        ("''", "choirci.yaml:5: rust.targets[0].manifest: expected a non-empty string"),
+    ],
+)
+def test_manifest_errors_name_file_and_line(tmp_path: Path, manifest: str, message: str) -> None:
+    (crate_dir(tmp_path) / "Cargo.lock").write_text("")
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "rust:\n  targets:\n    - crate: desktop\n      test: lib\n"
+                       f"      manifest: {manifest}\n")
+    assert str(caught.value).startswith(f"{tmp_path}/{message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_one_crate_name_cannot_come_from_two_manifests(tmp_path: Path) -> None:
+    crate_dir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "rust:\n  targets:\n    - {crate: desktop, test: lib}\n"
+                       "    - {crate: desktop, test: x, manifest: desktop/Cargo.toml}\n")
+    assert str(caught.value) == (
+        f"{tmp_path}/choirci.yaml:4: rust.targets[1].manifest: crate desktop already comes from "
+        "the root workspace (rust.targets[0]); give every target of one crate the same manifest")

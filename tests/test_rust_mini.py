@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 DESKTOP = "rust::sandbox::desktop_api_test::"
 SUPERVISION = "rust::sandbox::supervision_test::supervision::"
+DIOXUS = "rust::dioxus-desktop::dioxus-desktop::tests::"  # the bin's unit tests
 GIT = ["git", "-c", "user.name=choirci", "-c", "user.email=choirci@localhost"]
 
 
@@ -55,9 +56,17 @@ def test_every_rust_test_is_one_junit_testcase(grind, pytester: pytest.Pytester)
     assert all(v.properties["rust.features"] == "supervision_refactor" for v in supervision.values())
     gate = {k: v for k, v in got.items() if k.startswith("rust::hypervisor::auth_gate_test::")}
     assert len(gate) == 11 and all(v.outcome == "passed" for v in gate.values())
-    reprec.assertoutcome(passed=15)
+    # dioxus-desktop is excluded from the workspace (own Cargo.lock); its unit tests run too.
+    desktop = {k: v for k, v in got.items() if k.startswith(DIOXUS)}
+    assert sorted(k.removeprefix(DIOXUS) for k in desktop) == [
+        "dist_dir_is_next_to_bin", "window_title_shows_unknown_identity"]
+    assert all(v.outcome == "passed" for v in desktop.values())
+    build = desktop[DIOXUS + "dist_dir_is_next_to_bin"].properties["rust.build_command"]
+    assert build.endswith("--manifest-path dioxus-desktop/Cargo.toml -p dioxus-desktop "
+                          "--bin dioxus-desktop"), build
+    reprec.assertoutcome(passed=17)
     cases = ET.parse(junit).getroot().iter("testcase")
-    assert len(list(cases)) == 15
+    assert len(list(cases)) == 17
 
 
 def test_documented_filters_that_match_nothing_fail(grind) -> None:  # type: ignore[no-untyped-def]
@@ -71,6 +80,41 @@ def test_documented_filters_that_match_nothing_fail(grind) -> None:  # type: ign
     assert harness.outcome == "failed"
     assert "crate sandbox has no test binary 'actorharness_live_test'" in harness.text
     reprec.assertoutcome(failed=2)
+
+
+def test_rust_test_finds_a_crate_outside_the_workspace_by_its_configured_manifest(
+    grind,  # type: ignore[no-untyped-def]
+) -> None:
+    reprec, got = grind("--rust-test",
+                        "dioxus-desktop::dioxus-desktop::tests::window_title_shows_unknown_identity")
+    assert list(got) == [DIOXUS + "window_title_shows_unknown_identity"]
+    reprec.assertoutcome(passed=1)
+
+
+def test_a_crate_outside_the_workspace_without_manifest_fails_and_says_why(
+    grind, mini: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    (mini / "nomanifest.yaml.local").write_text(
+        "rust:\n  targets:\n    - {crate: dioxus-desktop, test: dioxus-desktop}\n")
+    _, got = grind(config="nomanifest.yaml.local")
+    only = got["rust::dioxus-desktop::dioxus-desktop"]
+    assert only.outcome == "failed"
+    assert "no crate 'dioxus-desktop' in the Cargo workspace at" in only.text
+    assert "needs 'manifest: <dir>/Cargo.toml' on its target" in only.text
+
+
+def test_a_manifest_typo_is_a_one_line_usage_error(pytester: pytest.Pytester, mini: Path) -> None:
+    config = mini / "typo.yaml.local"
+    config.write_text("rust:\n  targets:\n    - crate: dioxus-desktop\n      test: dioxus-desktop\n"
+                      "      manifest: dioxus-destkop/Cargo.toml\n")
+    result = pytester.runpytest("--grind", f"--choirci-config={config}", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    looked = mini / "dioxus-destkop/Cargo.toml"
+    expected = (f"ERROR: {config}:5: rust.targets[0].manifest: no such file "
+                f"'dioxus-destkop/Cargo.toml' (looked for {looked}); "
+                "the path is relative to the config file")
+    assert errors == [expected]
 
 
 def test_ignored_live_test_is_skipped_with_its_reason(grind) -> None:  # type: ignore[no-untyped-def]
@@ -118,8 +162,9 @@ def test_xdist_workers_collect_identically_and_compile_once(
         f"--evidence-dir={pytester.path / 'evidence'}", "-n", "2", "--dist", "loadgroup",
         "-o", f"cache_dir={pytester.path / 'cache'}",
     )
-    result.assert_outcomes(passed=15)  # xdist itself errors when workers collect differently
+    result.assert_outcomes(passed=17)  # xdist itself errors when workers collect differently
     lines = calls.read_text().splitlines()
-    # metadata once, then one build per (crate, features): desktop, supervision, hypervisor.
-    assert sum(line.startswith("metadata") for line in lines) == 1, lines
-    assert sum(line.startswith("test --no-run") for line in lines) == 3, lines
+    # metadata once per manifest (root workspace, dioxus-desktop), then one build per
+    # (manifest, crate, features): desktop_api, supervision, hypervisor, dioxus-desktop.
+    assert sum(line.startswith("metadata") for line in lines) == 2, lines
+    assert sum(line.startswith("test --no-run") for line in lines) == 4, lines
