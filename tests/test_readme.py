@@ -43,6 +43,9 @@ def test_config_reference_example_is_a_valid_config(tmp_path: Path) -> None:
     assert block, "Config reference has no ```yaml block"
     path = tmp_path / "choirci.yaml"
     path.write_text(block.group(1))
+    # The example points at a crate outside the workspace; the loader checks it exists.
+    (tmp_path / "dioxus-desktop").mkdir()
+    (tmp_path / "dioxus-desktop" / "Cargo.toml").write_text("[package]\n")
     cfg = config.load(path)
     assert [c.name for c in cfg.closures] == ["sandbox", "hypervisor", "desktop"]
     assert cfg.rust.targets and cfg.loops and cfg.hosts
