@@ -10,7 +10,8 @@ testinfra's own ``pytest_generate_tests`` (``testinfra_hosts`` on the module, or
 ``--hosts`` option rewritten with the connection-reuse specs).
 
 This module is also registered as a plugin while the area is active: it provides the
-``host_checks`` fixture (the typed config section), records a ``host`` property on every item
+``host_checks`` fixture (the typed config section) and ``release_manifest`` (the release named by
+``host_checks.manifest``, read once; an unreadable one is one ``choirci:`` error line), records a ``host`` property on every item
 (one JUnit suite per host), turns a mid-run ssh exit 255 into one line, and closes the SSH
 control masters at the end of the session.
 """
@@ -27,8 +28,10 @@ from typing import Any
 import pytest
 
 from choirci import hosts as hosts_mod
+from choirci import manifest as manifest_mod
 from choirci.errors import ChoirciError
 from choirci.hostconfig import HostChecks
+from choirci.hostlib import manifest_path
 from choirci.items import AreaCollector, ChoirciItem
 from choirci.settings import Settings
 from choirci.settings import get as get_settings
@@ -159,6 +162,15 @@ def host_checks(request: pytest.FixtureRequest) -> HostChecks:
     if settings is None:
         raise ChoirciError("the host checks run under 'pytest --grind' only")
     return settings.config.host_checks
+
+
+@pytest.fixture(scope="session")
+def release_manifest(request: pytest.FixtureRequest) -> manifest_mod.Manifest:
+    """The release whose store paths the host must run (``host_checks.manifest``)."""
+    path = manifest_path(request.config)
+    if path is None:
+        raise ChoirciError("host_checks.manifest is not set; no release to compare the host with")
+    return manifest_mod.load(path)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -5,6 +5,13 @@ Defaults follow the grind host contract (CONTRACT.md §5): units ``hypervisor``,
 sandboxes ``live`` on :8080 and ``dev`` on :8081, the sandbox's forbidden provider keys. Every
 value is overridable; an omitted key keeps its default, an empty list turns a check off.
 Errors are the config module's one-line ``file:line: host_checks.key: ...`` messages.
+
+Release promotion (CONTRACT §3, §5 items 1, 5, 7, 9, §8.6): ``manifest`` (a release .env or
+.json, relative to the config file; unset = off) says which store paths must run;
+``manifest_units`` / ``manifest_processes`` say which process runs each closure;
+``manifest_gc_roots`` is ``fail`` (default), ``warn`` or ``off`` for promoted paths that no GC
+root protects. ``workspace`` (default ``/opt/choiros/workspace``), ``workspace_branch``,
+``oneshot_units`` and ``secret_modes`` cover the promote preconditions and sops-nix files.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ ENABLED_STATES = (
     "enabled", "enabled-runtime", "linked", "linked-runtime", "static", "indirect", "generated",
     "alias",
 )
+GC_ROOT_POLICIES = ("fail", "warn", "off")
+SECRET_MODES = {"/var/lib/sops-nix/key.txt": "600", "/run/secrets/rendered/*": "400"}
 SIZE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>%|B|K|KiB|M|MiB|G|GiB|T|TiB)?\s*$")
 UNIT_BYTES = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -95,6 +104,16 @@ class HostChecks:
     memory_available: Threshold = Threshold("256MiB", min_bytes=256 << 20)
     nixos_generations: int = 2
     http_timeout: float = 10.0
+    manifest: str | None = None  # as written; resolved against the config file's directory
+    manifest_units: Mapping[str, str] = field(default_factory=lambda: {"hypervisor": "hypervisor"})
+    manifest_processes: Mapping[str, str] = field(
+        default_factory=lambda: {"sandbox": "sandbox", "hypervisor": "hypervisor"}
+    )
+    manifest_gc_roots: str = "fail"
+    workspace: tuple[str, ...] = ("/opt/choiros/workspace",)
+    workspace_branch: str = "main"
+    oneshot_units: tuple[str, ...] = ("choiros-flakehub-login",)
+    secret_modes: Mapping[str, str] = field(default_factory=lambda: dict(SECRET_MODES))
 
 
 KEYS = tuple(k for k in HostChecks.__dataclass_fields__ if k != "configured")
@@ -117,6 +136,7 @@ def parse(r: _Reader, value: Any) -> HostChecks:
     table = r.mapping(value, "host_checks", KEYS)
     d = HostChecks()
     p = "host_checks."
+    sandbox_process = r.optional_string(table.get("sandbox_process"), p + "sandbox_process")
     return HostChecks(
         configured=value is not None,
         units=_list(r, table, "units", d.units),
@@ -133,8 +153,7 @@ def parse(r: _Reader, value: Any) -> HostChecks:
         domain_scheme=_choice(r, table, "domain_scheme", ("http", "https"), d.domain_scheme),
         domain_address=r.optional_string(table.get("domain_address"), p + "domain_address"),
         domain_port=_port_or_none(r, table.get("domain_port"), p + "domain_port"),
-        sandbox_process=r.optional_string(table.get("sandbox_process"), p + "sandbox_process")
-        or d.sandbox_process,
+        sandbox_process=sandbox_process or d.sandbox_process,
         forbidden_env=_list(r, table, "forbidden_env", d.forbidden_env),
         required_env=_list(r, table, "required_env", d.required_env),
         bin_dir=r.optional_string(table.get("bin_dir"), p + "bin_dir") or d.bin_dir,
@@ -145,6 +164,17 @@ def parse(r: _Reader, value: Any) -> HostChecks:
                                     p + "memory_available", d.memory_available, percent=False),
         nixos_generations=_count(r, table, "nixos_generations", d.nixos_generations),
         http_timeout=r.number(table.get("http_timeout"), p + "http_timeout", d.http_timeout),
+        manifest=r.optional_string(table.get("manifest"), p + "manifest"),
+        manifest_units=_names(r, table, "manifest_units", d.manifest_units),
+        manifest_processes=_names(r, table, "manifest_processes", {
+            "sandbox": sandbox_process or d.sandbox_process, "hypervisor": "hypervisor"}),
+        manifest_gc_roots=_choice(r, table, "manifest_gc_roots", GC_ROOT_POLICIES,
+                                  d.manifest_gc_roots),
+        workspace=_absolute(r, table, "workspace", d.workspace),
+        workspace_branch=r.optional_string(table.get("workspace_branch"), p + "workspace_branch")
+        or d.workspace_branch,
+        oneshot_units=_list(r, table, "oneshot_units", d.oneshot_units),
+        secret_modes=_modes(r, table, d.secret_modes),
     )
 
 
@@ -280,4 +310,38 @@ def _disk(r: _Reader, table: dict[str, Any], default: Mapping[str, Threshold]) -
         if not str(mount).startswith("/"):
             raise r.fail(path, f"expected an absolute path as key, got {mount!r}")
         out[str(mount)] = _threshold(r, value, path, Threshold(""), percent=True)
+    return out
+
+
+def _absolute(r: _Reader, table: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    paths = _list(r, table, key, default)
+    for index, path in enumerate(paths):
+        if not path.startswith("/"):
+            raise r.fail(f"host_checks.{key}[{index}]", f"expected an absolute path, got {path!r}")
+    return paths
+
+
+def _names(r: _Reader, table: dict[str, Any], key: str, default: Mapping[str, str]) -> Mapping[str, str]:
+    """closure name -> unit or process name; ``{}`` (or null) turns the check off."""
+    if key not in table:
+        return default
+    spec = r.mapping(table[key], f"host_checks.{key}", None)
+    return {r.name(str(closure), f"host_checks.{key}.{closure}"):
+            r.string(value, f"host_checks.{key}.{closure}") for closure, value in spec.items()}
+
+
+def _modes(r: _Reader, table: dict[str, Any], default: Mapping[str, str]) -> Mapping[str, str]:
+    """path or glob -> octal mode (``"600"``, ``"0400"``), normalised to ``stat -c %a``."""
+    if "secret_modes" not in table:
+        return default
+    spec = r.mapping(table["secret_modes"], "host_checks.secret_modes", None)
+    out = {}
+    for pattern, mode in spec.items():
+        path = f"host_checks.secret_modes.{pattern}"
+        if not str(pattern).startswith("/"):
+            raise r.fail(path, f"expected an absolute path or glob as key, got {pattern!r}")
+        # A bare YAML 0400 is the integer 256: only a quoted mode is unambiguous.
+        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3}$", mode):
+            raise r.fail(path, f"expected a quoted octal mode like '600' or '0400', got {mode!r}")
+        out[str(pattern)] = f"{int(mode, 8):o}"
     return out

@@ -8,6 +8,7 @@ act on; a check that cannot even ask the host (tool missing, permission denied) 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -22,16 +23,45 @@ class HostToolError(ChoirciError):
     """The check could not run on the host (a harness problem, not a host failure)."""
 
 
+class HostWarning(UserWarning):
+    """A risk on the host that the config chose to report without failing the check."""
+
+
 def config_of(config: pytest.Config) -> HostChecks:
     settings = get_settings(config)
     return settings.config.host_checks if settings is not None else HostChecks()
 
 
-def params(values: Sequence[Any], key: str, ids: Sequence[str] | None = None) -> list[Any]:
+def manifest_path(config: pytest.Config) -> Path | None:
+    """``host_checks.manifest`` resolved against the directory of the config file."""
+    settings = get_settings(config)
+    if settings is None or settings.config.host_checks.manifest is None:
+        return None
+    return settings.config.root / settings.config.host_checks.manifest
+
+
+def params(
+    values: Sequence[Any], key: str, ids: Sequence[str] | None = None, why: str = "is empty"
+) -> list[Any]:
     """Parametrize values, or one skipped param naming the key that turned the check off."""
     if values:
         return [pytest.param(v, id=i) for v, i in zip(values, ids or [str(v) for v in values])]
-    return [pytest.param(None, id="off", marks=pytest.mark.skip(reason=f"host_checks.{key} is empty"))]
+    return [pytest.param(None, id="off", marks=pytest.mark.skip(reason=f"host_checks.{key} {why}"))]
+
+
+def has_systemd(host: Any) -> bool:
+    return bool(host.run("test -d /run/systemd/system").rc == 0)
+
+
+def store_url(host: Any) -> str:
+    """How ``nix copy --to`` names the host: ``ssh://[user@]name``, or ``local`` for this machine."""
+    backend = host.backend
+    if backend.get_connection_type() == "local":
+        return "local"
+    spec = getattr(backend, "host", None)
+    name = getattr(spec, "name", None) or backend.get_hostname()
+    user = getattr(spec, "user", None)
+    return f"ssh://{user}@{name}" if user else f"ssh://{name}"
 
 
 def fail(message: str) -> NoReturn:

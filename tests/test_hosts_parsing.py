@@ -50,6 +50,10 @@ def test_overrides_and_empty_lists(tmp_path: Path) -> None:
         ("  protected_paths: [admin]", "host_checks.protected_paths[0]: expected a URL path like '/login'"),
         ("  binaries: {sandbox: abc}", "host_checks.binaries.sandbox: expected a store path or 'sha256:<64 hex>'"),
         ("  memory_available: 5%", "host_checks.memory_available: expected an absolute size"),
+        ("  manifest_gc_roots: maybe", "host_checks.manifest_gc_roots: expected one of fail, warn, off"),
+        ("  workspace: [opt/ws]", "host_checks.workspace[0]: expected an absolute path"),
+        ("  secret_modes: {/k: 600}", "host_checks.secret_modes./k: expected a quoted octal mode"),
+        ("  manifest_units: [hypervisor]", "host_checks.manifest_units: expected a mapping"),
     ],
 )
 def test_config_errors_are_one_line_with_file_and_line(tmp_path: Path, body: str, message: str) -> None:
@@ -57,6 +61,69 @@ def test_config_errors_are_one_line_with_file_and_line(tmp_path: Path, body: str
         load(write(tmp_path, f"host_checks:\n{body}\n"))
     assert message in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
+
+
+def test_release_and_state_keys(tmp_path: Path) -> None:
+    hc = load(write(tmp_path, "host_checks: {}\n")).host_checks
+    assert hc.manifest is None and hc.manifest_gc_roots == "fail"
+    assert hc.manifest_units == {"hypervisor": "hypervisor"}
+    assert hc.workspace == ("/opt/choiros/workspace",) and hc.workspace_branch == "main"
+    assert hc.oneshot_units == ("choiros-flakehub-login",)
+    assert hc.secret_modes == {"/var/lib/sops-nix/key.txt": "600", "/run/secrets/rendered/*": "400"}
+    text = ("host_checks:\n  manifest: releases/r.env\n  sandbox_process: sbx\n  workspace: null\n"
+            "  secret_modes: {/k: '0400'}\n  manifest_gc_roots: warn\n")
+    hc = load(write(tmp_path, text)).host_checks
+    assert hc.manifest == "releases/r.env" and hc.manifest_gc_roots == "warn"
+    assert hc.manifest_processes == {"sandbox": "sbx", "hypervisor": "hypervisor"}
+    assert hc.workspace == () and hc.secret_modes == {"/k": "400"}
+
+
+def test_parse_release_probes() -> None:
+    exes = hostprobe.parse_exes("EXE 7 ab /opt/choiros/bin/h (deleted)\nEXE 8 - \nEXE 9 -\n")
+    assert [(e.pid, e.path, e.sha256) for e in exes] == [
+        (7, "/opt/choiros/bin/h (deleted)", "ab"), (8, "", ""), (9, "", "")]
+    store = hostprobe.parse_store("PATH valid exists /nix/store/a\nPATH unknown absent /nix/store/b c\n")
+    assert store["/nix/store/a"].valid is True and store["/nix/store/b c"] == hostprobe.StoreState(
+        "/nix/store/b c", None, False)
+    roots = ("/proc/12/exe -> /nix/store/a\n{censored} -> /nix/store/a\n"
+             "/nix/var/nix/gcroots/choiros-sandbox -> /nix/store/a\nRC 0\n")
+    assert hostprobe.parse_roots(roots) == (["/nix/var/nix/gcroots/choiros-sandbox"], 0)
+    assert hostprobe.parse_roots("/proc/1/maps -> /nix/store/a\nRC 0\n") == ([], 0)
+    assert hostprobe.parse_roots("NONIX\n") is None
+    assert hostprobe.glob_word("/run/secrets/rendered/*") == "/run/secrets/rendered/*"
+    assert hostprobe.glob_word("/a b/*.env") == "'/a b/'*.env"
+    modes = hostprobe.parse_modes("400 root:root /run/secrets/rendered/a b\n")
+    assert modes == [hostprobe.FileMode("/run/secrets/rendered/a b", "400", "root:root")]
+
+
+def test_git_probe_on_real_checkouts(tmp_path: Path) -> None:
+    """The shell program the host runs, run here against real repositories."""
+    import subprocess
+
+    def probe(path: Path) -> hostprobe.Checkout:
+        command = hostprobe.git_command(str(path), "main")
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+        return hostprobe.parse_git(str(path), out)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo), *args],
+                       check=True, capture_output=True)
+
+    assert probe(tmp_path / "nope").state == "absent"
+    assert probe(tmp_path).state == "not-git"
+    repo = tmp_path / "ws"
+    repo.mkdir()
+    git("init", "-q", "-b", "main")
+    (repo / "f").write_text("x")
+    git("add", "f")
+    git("commit", "-q", "-m", "c")
+    clean = probe(repo)
+    assert (clean.state, clean.branch, clean.dirty, clean.upstream) == ("ok", "main", (), "")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    (repo / "new file").write_text("y")
+    git("checkout", "-q", "--detach")
+    dirty = probe(repo)
+    assert dirty.branch == "" and dirty.upstream == dirty.head and dirty.dirty == ('?? "new file"',)
 
 
 def test_parse_unit_and_ports() -> None:

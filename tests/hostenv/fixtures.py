@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,19 +44,52 @@ class HostUnderTest:
 
 @pytest.fixture(scope="session")
 def plain_host(tmp_path_factory: pytest.TempPathFactory, choiros_binaries: build.Binaries) -> Iterator[HostUnderTest]:
-    """sshd on 127.0.0.1 plus the services as plain processes (no systemd on this host)."""
+    """sshd on 127.0.0.1 plus the services as plain processes (no systemd on this host).
+
+    Its workspace is a clean git checkout on ``main`` (with an ``origin/main`` ref), and the
+    binaries' store paths get GC roots for the session, like a well-run prod host.
+    """
     work = tmp_path_factory.mktemp("plain-host")
     sshd = PlainSshd(work)
     procs = services.Processes(work)
     caddy = services.FakeCaddy("choir.test", free_port())
+    roots = work / "gcroots"
     try:
         sshd.start()
+        checks = _start_plain_services(work, procs, choiros_binaries, caddy)
+        checks["workspace"] = [str(make_workspace(work / "workspace"))]
+        add_gc_roots(roots, choiros_binaries.store_paths)
         yield HostUnderTest(f"ssh://{sshd.alias}?ssh_config={sshd.ssh_config}", sshd.ssh_config, sshd.alias,
-                       _start_plain_services(work, procs, choiros_binaries, caddy))
+                            checks)
     finally:
         caddy.stop()
         procs.stop_all()
         sshd.stop()
+        for link in roots.glob("*"):
+            link.unlink()  # the gcroots/auto entry now dangles; the next GC drops it
+
+
+def git(repo: Path, *args: str) -> str:
+    argv = ["git", "-c", "user.name=choirci", "-c", "user.email=choirci@test.invalid", "-C", str(repo), *args]
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+def make_workspace(repo: Path) -> Path:
+    """A clean checkout on main whose origin/main equals HEAD (as after a fresh pull)."""
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "flake.nix").write_text("{ outputs = _: { }; }\n")
+    git(repo, "add", "flake.nix")
+    git(repo, "commit", "-q", "-m", "init")
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    return repo
+
+
+def add_gc_roots(directory: Path, store_paths: dict[str, str]) -> None:
+    directory.mkdir(exist_ok=True)
+    for name, path in store_paths.items():
+        subprocess.run(["nix-store", "--realise", "--add-root", str(directory / name), path],
+                       check=True, capture_output=True, timeout=60)
 
 
 def _start_plain_services(work: Path, procs: services.Processes, binaries: build.Binaries,
@@ -68,8 +102,11 @@ def _start_plain_services(work: Path, procs: services.Processes, binaries: build
     for name in binaries.store_paths:
         (bin_dir / name).symlink_to(binaries.bin(name))
     (run_dir / process).symlink_to(binaries.bin("sandbox"))
+    # The hypervisor too: the release checks find it by process name on this systemd-less host.
+    hypervisor = f"hvr-{os.getpid() % 1000}{random.randrange(100)}"
+    (run_dir / hypervisor).symlink_to(binaries.bin("hypervisor"))
     ports = {"hypervisor": free_port(), "live": free_port(), "dev": free_port()}
-    procs.start("hypervisor", [binaries.bin("hypervisor")],
+    procs.start("hypervisor", [str(run_dir / hypervisor)],
                 services.hypervisor_env(ports["hypervisor"], bind="127.0.0.1"))
     for role in ("live", "dev"):
         procs.start(role, [str(run_dir / process)], services.sandbox_env(role, ports[role], bind="127.0.0.1"))
@@ -84,6 +121,7 @@ def _start_plain_services(work: Path, procs: services.Processes, binaries: build
         "domain_scheme": "http", "domain_address": "127.0.0.1",
         "domain_port": caddy.server.server_address[1],
         "sandbox_process": process, "bin_dir": str(bin_dir),
+        "manifest_processes": {"sandbox": process, "hypervisor": hypervisor},
         "binaries": dict(binaries.store_paths),
         "disk": {"/": "100MiB"}, "memory_available": "64MiB",
     }
@@ -129,5 +167,6 @@ def nspawn_test_host(host: nspawn.NspawnHost, binaries: build.Binaries) -> HostU
         "disk": {"/": "100MiB", "/opt/choiros/data": "4MiB"},
         "memory_available": "64MiB",
         "optional_units": [],  # no caddy on the test host; domains are covered by the plain host
+        "workspace": [],  # no git in the test rootfs; the plain host has the workspace checks
     }
     return HostUnderTest(f"ssh://{host.alias}?ssh_config={host.ssh_config}", host.ssh_config, host.alias, checks)
