@@ -15,6 +15,7 @@ import pytest
 
 from choirci import config as config_mod
 from choirci.errors import ChoirciError
+from choirci.rustplan import parse_selection
 from choirci.settings import SETTINGS, Settings
 
 MARKERS = {
@@ -102,6 +103,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"{used[0]} selects within a choirci run; add --grind (e.g. pytest --grind {used[0]} ...)"
             )
         return
+    if opt.help or opt.version:
+        # `pytest --grind --help` must teach even outside a workspace.
+        return
+    _check_rootdir(config)
     try:
         settings = _resolve_settings(config)
     except ChoirciError as exc:
@@ -113,9 +118,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Recorder(config, settings), "choirci-recorder")
 
 
+def _check_rootdir(config: pytest.Config) -> None:
+    """pytest picks its rootdir before plugin options are known, so in ``--evidence-dir DIR``
+    an existing DIR outside the workspace is taken for a test path and moves the rootdir (the
+    workspace's pytest.ini is then ignored and node ids read ``../closures``). Say how to
+    avoid it instead of running with the wrong rootdir."""
+    args = list(config.invocation_params.args)
+    invocation = Path(config.invocation_params.dir).resolve()
+    for flag in ("--evidence-dir", "--choirci-config"):
+        if flag not in args[:-1]:
+            continue
+        value = args[args.index(flag) + 1]
+        path = (invocation / value).resolve()
+        if path.exists() and invocation not in (path, *path.parents):
+            raise pytest.UsageError(
+                f"pytest takes {value!r} (the value of {flag}) for a test path when it picks "
+                f"its rootdir ({config.rootpath}); write {flag}={value} (with '=')"
+            )
+
+
 def _resolve_settings(config: pytest.Config) -> Settings:
     opt = config.option
     invocation = Path(config.invocation_params.dir)
+    for value in opt.rust_test:
+        # Syntax first: a typo must fail before anything compiles or evidence is touched.
+        parse_selection(value)
     cfg = config_mod.resolve(opt.choirci_config, invocation)
     closures = tuple(cfg.closure(name) for name in dict.fromkeys(opt.closure)) or cfg.closures
     evidence = Path(opt.evidence_dir) if opt.evidence_dir else cfg.evidence_dir

@@ -71,3 +71,35 @@ def test_explicit_config_path(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--grind", "--choirci-config", "conf/ci.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: conf/ci.yaml:2: closures.x: expected 'path#attr'*"])
+
+
+def test_help_works_outside_a_workspace(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--grind", "--help")
+    assert result.ret == 0
+    assert "--rust-test=CRATE::BIN[::TEST]" in result.stdout.str()
+
+
+def test_bad_rust_test_is_refused_before_collection_and_keeps_evidence(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", choirci=CONFIG)
+    evidence = pytester.mkdir("evidence")
+    (evidence / "choirci.json").write_text("previous run")
+    result = pytester.runpytest("--grind", "--rust-test", "garbage")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --rust-test 'garbage': expected CRATE::BIN or*"])
+    assert (evidence / "choirci.json").read_text() == "previous run"
+    assert "collected" not in result.stdout.str()
+
+
+def test_option_value_taken_for_rootdir_is_explained(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = pytester.mkdir("ws")
+    (workspace / "choirci.yaml").write_text(CONFIG)
+    outside = pytester.mkdir("out")
+    monkeypatch.chdir(workspace)
+    result = pytester.runpytest_subprocess("--grind", "--evidence-dir", str(outside))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest takes '{outside}' (the value of --evidence-dir)*"
+                                 f"write --evidence-dir={outside} (with '=')"])
