@@ -119,8 +119,9 @@ class Progress:
     STEPS = ("building '", "copying path", "error:", "these ", "this ")
 
     def __init__(self, say: Callable[[str], None], verbose: int, what: str = "nix build",
-                 heartbeat: float = HEARTBEAT_INTERVAL) -> None:
+                 heartbeat: float = HEARTBEAT_INTERVAL, label: str = "nix") -> None:
         self.say = say
+        self.label = label
         self.verbose = verbose
         self.what = what
         self.heartbeat = heartbeat
@@ -152,7 +153,7 @@ class Progress:
             return
         if self.verbose >= 2 or line.startswith(self.STEPS) or now - self.last >= PROGRESS_INTERVAL:
             self.last = self.last_said = now
-            self.say(f"nix: {line[:200]}")
+            self.say(f"{self.label}: {line[:200]}")
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.heartbeat)):

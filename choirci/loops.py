@@ -91,7 +91,7 @@ class LoopItem(ChoirciItem):
         output: list[str] = []
         guard = threading.Lock()
         progress = Progress(announcer(self.config), self.config.get_verbosity(),
-                            what=f"loop step {self.step.name}")
+                            what=f"loop step {self.step.name}", label=self.step.name)
 
         def collect(line: str) -> None:
             with guard:  # stdout and stderr arrive on two threads: keep their real order
