@@ -26,6 +26,7 @@ from typing import Self
 
 import pytest
 
+from choirci import redact
 from choirci import settings as settings_mod
 from choirci.closure_build import (
     ERROR,
@@ -73,7 +74,12 @@ def announcer(config: pytest.Config) -> Callable[[str], None]:
     capture = config.pluginmanager.get_plugin("capturemanager")
     guard = threading.Lock()  # nix output arrives on reader threads
 
+    settings = settings_mod.get(config)
+    extra = settings.config.redact if settings else ()
+
     def say(line: str) -> None:
+        # The terminal is the CI log: it gets the same redaction as the evidence files.
+        line = redact.for_terminal(line, extra)
         with guard:
             if reporter is None:
                 log.warning("%s", line)

@@ -43,14 +43,33 @@ def redacted(record: RunRecord, redactor: Redactor) -> RunRecord:
 
 
 def evidence_files(directory: Path) -> frozenset[str]:
-    """Non-empty regular files under ``directory``, as POSIX paths relative to it."""
+    """Regular files under ``directory`` with more than whitespace in them, as POSIX paths
+    relative to it."""
+    return frozenset(name for name, blank in _scan(directory) if not blank)
+
+
+def blank_files(directory: Path) -> frozenset[str]:
+    """Regular files under ``directory`` that are empty or hold only whitespace."""
+    return frozenset(name for name, blank in _scan(directory) if blank)
+
+
+def _scan(directory: Path) -> list[tuple[str, bool]]:
     if not directory.is_dir():
-        return frozenset()
-    return frozenset(
-        path.relative_to(directory).as_posix()
-        for path in directory.rglob("*")
-        if path.is_file() and path.stat().st_size > 0
-    )
+        return []
+    return [(path.relative_to(directory).as_posix(), _is_blank(path))
+            for path in directory.rglob("*") if path.is_file()]
+
+
+def _is_blank(path: Path, chunk: int = 65_536) -> bool:
+    # Reads only up to the first non-whitespace byte: cheap for choirci.json and junit.xml.
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(chunk):
+                if block.strip():
+                    return False
+    except OSError:
+        return True
+    return True
 
 
 def gate_verdicts(record: RunRecord, directory: Path,
@@ -60,8 +79,8 @@ def gate_verdicts(record: RunRecord, directory: Path,
         loaded = gates.load_all(gates_dir)
     except ChoirciError as exc:
         return [], f"gates not evaluated: {exc}"
-    files = evidence_files(directory)
-    return [verdicts.evaluate(gate, record, files) for gate in loaded], ""
+    files, blank = evidence_files(directory), blank_files(directory)
+    return [verdicts.evaluate(gate, record, files, blank) for gate in loaded], ""
 
 
 def render_all(record: RunRecord, found: Sequence[verdicts.GateVerdict] = (),

@@ -99,8 +99,20 @@ def available(directory: Path) -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in directory.glob("*.yaml")))
 
 
+def gates_dir(directory: Path | None) -> Path:
+    """``directory`` (the bundled gates when None); a configured dir that is not there is an
+    error, never a silent "no gates"."""
+    if directory is None:
+        return default_dir()
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(f"gates dir {directory} {what}; fix 'gates:' in choirci.yaml or "
+                          "--gates, or drop it to use the bundled gates")
+    return directory
+
+
 def load(gate_id: str, directory: Path | None = None) -> Gate:
-    directory = directory or default_dir()
+    directory = gates_dir(directory)
     path = directory / f"{gate_id}.yaml"
     if not path.is_file():
         known = available(directory)
@@ -114,7 +126,7 @@ def load(gate_id: str, directory: Path | None = None) -> Gate:
 
 
 def load_all(directory: Path | None = None) -> tuple[Gate, ...]:
-    directory = directory or default_dir()
+    directory = gates_dir(directory)
     return tuple(load(gate_id, directory) for gate_id in available(directory))
 
 
@@ -158,9 +170,12 @@ class _Check:
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    return "a list" if isinstance(value, list) else repr(value)
+    if isinstance(value, (dict, list)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        return kind if value else kind.replace("a ", "an empty ", 1)
+    if isinstance(value, str) and not value.strip():
+        return "an empty string" if not value else "only whitespace"
+    return repr(value)
 
 
 def parse(located: Located, gate_id: str) -> Gate:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from choirci import text
 from choirci.release import ReleaseRecord, release_record
-from choirci.results import BAD, ItemResult, RunRecord, run_verdict
+from choirci.results import BAD, ItemResult, RunRecord, counts_text, run_verdict
 from choirci.verdicts import GateVerdict, ItemVerdict
 
 EXCERPT_LIMIT = 1_500
@@ -97,7 +97,7 @@ def failures_block(items: Iterable[ItemResult], limit: int, max_items: int) -> l
 
 
 def counts_line(record: RunRecord) -> str:
-    return ", ".join(f"{n} {o}" for o, n in record.counts().items()) or "no items"
+    return counts_text(record.counts())
 
 
 # --------------------------------------------------------------------------- gate report

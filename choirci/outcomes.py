@@ -3,11 +3,14 @@
 Rules, worst first: a failed setup or teardown is an ``error`` (the harness or a fixture
 broke, STYLE.md's second error family); a failed call is ``failed``; ``xfailed``/``xpassed``
 keep their own names (neither counts as passed for a gate); a skip is ``skipped``.
-Texts are cleaned and capped here so a runaway log cannot bloat the JSON record.
+Texts are redacted, then cleaned and capped here (in that order: a cut through a secret
+would leave a prefix no redaction matches) so a runaway log cannot bloat the JSON record.
+:func:`redact_report` cleans a report in place before pytest prints it (the CI log).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from choirci import naming, text
+from choirci.redact import Redact, Redactor
 from choirci.results import ItemResult
 
 TEXT_LIMIT = 200_000  # per field in the JSON record; renderers cut further
@@ -41,16 +45,20 @@ def phase_outcome(report: pytest.TestReport) -> str:
     return "failed"
 
 
-def failure_text(report: Any) -> tuple[str, str, str]:
+def _same(value: str) -> str:
+    return value
+
+
+def failure_text(report: Any, redact: Redact = _same) -> tuple[str, str, str]:
     """(one-line message, type, details) of a failed, errored or skipped report."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
-        return text.one_line(str(longrepr[2])), "skipped", ""
-    details = text.clean(getattr(report, "longreprtext", "") or str(longrepr or ""))
+        return text.one_line(redact(str(longrepr[2]))), "skipped", ""
+    details = text.clean(redact(getattr(report, "longreprtext", "") or str(longrepr or "")))
     crash = getattr(longrepr, "reprcrash", None)
-    message = text.one_line(crash.message if crash is not None else details)
+    message = text.one_line(redact(crash.message) if crash is not None else details)
     if hasattr(report, "wasxfail") and report.wasxfail:
-        message = message or f"xfail: {report.wasxfail}"
+        message = message or text.one_line(redact(f"xfail: {report.wasxfail}"))
     match = EXCEPTION_NAME.match(message)
     default = "error" if getattr(report, "when", "call") != "call" else "failure"
     return message, (match.group(1) if match else default), details
@@ -60,8 +68,10 @@ def build(
     nodeid: str,
     reports: Sequence[Any],
     markers: Iterable[str],
+    redact: Redact = _same,
 ) -> ItemResult:
-    """Combine the phase reports of one item into its result."""
+    """Combine the phase reports of one item into its result; ``redact`` is applied to every
+    text before anything is cut."""
     markers = tuple(sorted(set(markers)))
     outcome, message, kind = "passed", "", ""
     details: list[tuple[str, str]] = []
@@ -70,19 +80,22 @@ def build(
         phase = phase_outcome(report)
         msg = typ = ""
         if report.failed or report.skipped:
-            msg, typ, det = failure_text(report)
+            msg, typ, det = failure_text(report, redact)
             if det:
                 details.append((report.when, det))
         if phase == "xpassed":
-            msg = f"unexpectedly passed (xfail: {getattr(report, 'wasxfail', '') or 'no reason'})"
+            why = redact(str(getattr(report, "wasxfail", "") or "no reason"))
+            msg = f"unexpectedly passed (xfail: {why})"
         if RANK[phase] > RANK[outcome]:
             outcome, message, kind = phase, msg, typ
-        props.extend((str(k), str(v)) for k, v in getattr(report, "user_properties", ()) or ())
+        props.extend((redact(str(k)), redact(str(v)))
+                     for k, v in getattr(report, "user_properties", ()) or ())
     # Each phase report carries the captured sections of the phases before it, so the
     # report with the most sections (normally teardown) holds all the output exactly once.
     fullest = max(reports, key=lambda r: len(getattr(r, "sections", ()) or ()))
     return finish(nodeid, outcome, markers, props, message, kind, _join(details),
-                  getattr(fullest, "capstdout", "") or "", getattr(fullest, "capstderr", "") or "",
+                  redact(getattr(fullest, "capstdout", "") or ""),
+                  redact(getattr(fullest, "capstderr", "") or ""),
                   sum(r.duration or 0.0 for r in reports))
 
 
@@ -141,7 +154,47 @@ def placeholder(nodeid: str, outcome: str, markers: Iterable[str], message: str)
                   kind=outcome if outcome == "missing" else "")
 
 
-def collection_error(report: Any) -> ItemResult:
-    message, _kind, details = failure_text(report)
+def collection_error(report: Any, redact: Redact = _same) -> ItemResult:
+    message, _kind, details = failure_text(report, redact)
     return finish(report.nodeid or "(session)", "error", (), [], message=message,
                   kind="CollectionError", details=details)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def redact_report(report: Any, redactor: Redactor) -> None:
+    """Redact a report's longrepr and captured sections in place, before pytest prints them
+    or xdist ships them. A no-op when there is no secret to look for."""
+    if not redactor.secrets:
+        return
+    report.sections = [(name, redactor(content)) for name, content in report.sections]
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: keep the shape pytest's summary unpacks
+        report.longrepr = tuple(redactor(v) if isinstance(v, str) else v for v in longrepr)
+    elif isinstance(longrepr, str):
+        report.longrepr = redactor(longrepr)
+    elif longrepr is not None:
+        _redact_repr(longrepr, redactor, set())
+        rendered = report.longreprtext
+        if redactor(rendered) != rendered:  # a shape we did not walk: plain text, then
+            report.longrepr = redactor(rendered)
+
+
+def _redact_repr(value: Any, redact: Redact, seen: set[int]) -> Any:
+    """Walk pytest's failure representation (TerminalRepr dataclasses, lists and tuples of
+    them and of lines), redacting every string; keeps the structure (colours, the crash
+    line of the short summary)."""
+    if isinstance(value, str):
+        return redact(value)
+    if id(value) in seen or isinstance(value, type):
+        return value
+    seen.add(id(value))
+    if isinstance(value, list):
+        value[:] = [_redact_repr(v, redact, seen) for v in value]
+    elif isinstance(value, tuple):
+        return tuple(_redact_repr(v, redact, seen) for v in value)
+    elif dataclasses.is_dataclass(value):  # pytest's TerminalRepr classes are dataclasses
+        for name, field in list(vars(value).items()):
+            object.__setattr__(value, name, _redact_repr(field, redact, seen))
+    return value

@@ -12,7 +12,8 @@ things that legitimately differ between machines and shardings:
 * a closure item records the ONE batched ``nix build`` of its run; in a one-closure shard
   that batch holds only this closure, so the other closures' installables are dropped.
 
-Anything else that differs (another flag, another toolchain's store path) is a difference.
+Anything else that differs (another flag, another toolchain's store path) is a difference,
+and so is the commit: two runs are only comparable when both tested the same one.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Parity:
     commands: tuple[CommandDiff, ...] = ()
     duplicates: tuple[str, ...] = ()  # a node id run twice on one side (overlapping shards)
     problems: tuple[str, ...] = ()  # incomplete evidence on either side
+    commit: str = ""  # why the two sides did not test the same commit; "" when they did
     outcome_notes: tuple[str, ...] = ()
     grind_count: int = 0
     actions_count: int = 0
@@ -66,7 +68,7 @@ class Parity:
     @property
     def ok(self) -> bool:
         return not (self.only_grind or self.only_actions or self.commands
-                    or self.duplicates or self.problems)
+                    or self.duplicates or self.problems or self.commit)
 
 
 # --------------------------------------------------------------------------- records -> entries
@@ -106,7 +108,7 @@ def _unbatch(command: str, own: str | None, others: frozenset[str]) -> str:
 
 
 def compare(grind: Sequence[Entry], actions: Sequence[Entry],
-            problems: Iterable[str] = ()) -> Parity:
+            problems: Iterable[str] = (), commit: str = "") -> Parity:
     installables = frozenset(e.installable for e in (*grind, *actions) if e.installable)
     left = {e.nodeid: e for e in grind}
     right = {e.nodeid: e for e in actions}
@@ -117,6 +119,7 @@ def compare(grind: Sequence[Entry], actions: Sequence[Entry],
         commands=tuple(_command_diffs(left, right, sorted(shared), installables)),
         duplicates=_duplicates("grind", grind) + _duplicates("actions", actions),
         problems=tuple(problems),
+        commit=commit,
         outcome_notes=tuple(
             f"{n}: {left[n].outcome} on grind, {right[n].outcome} in actions"
             for n in sorted(shared) if left[n].outcome != right[n].outcome
@@ -150,7 +153,15 @@ def compare_records(grind: RunRecord, actions: RunRecord) -> Parity:
     """Parity of two run records; incomplete evidence on either side is a problem."""
     problems = [f"grind evidence: {reason}" for reason in grind.incomplete_reasons]
     problems += [f"actions evidence: {reason}" for reason in actions.incomplete_reasons]
-    return compare(entries(grind), entries(actions), problems)
+    return compare(entries(grind), entries(actions), problems, commit_difference(grind, actions))
+
+
+def commit_difference(grind: RunRecord, actions: RunRecord) -> str:
+    """"" when both sides tested one and the same commit, else what each side tested."""
+    ours, theirs = tuple(grind.commits), tuple(actions.commits)
+    if ours == theirs and len(ours) == 1:
+        return ""
+    return f"grind tested {', '.join(ours) or 'nothing'}; actions tested {', '.join(theirs) or 'nothing'}"
 
 
 # --------------------------------------------------------------------------- report
@@ -160,6 +171,7 @@ def render(parity: Parity) -> str:
     verdict = "same items, same commands" if parity.ok else "DIFFERENT"
     lines = [(f"parity: {verdict} (grind ran {parity.grind_count} items, "
              f"actions ran {parity.actions_count})")]
+    lines += [f"  commit differs: {parity.commit}"] if parity.commit else []
     lines += [f"  problem: {text}" for text in parity.problems]
     lines += [f"  only on grind: {nodeid}" for nodeid in parity.only_grind]
     lines += [f"  only in actions: {nodeid}" for nodeid in parity.only_actions]

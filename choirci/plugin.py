@@ -177,6 +177,18 @@ class AreaCollection:
             root = module.collect_area(session, self.settings)
             if root is not None:
                 items.extend(session.genitems(root))
+        self._record_left_out(config)
+
+    def _record_left_out(self, config: pytest.Config) -> None:
+        """Configured items that --area/--closure/--rust-test kept out are recorded as
+        deselected, so a gate never passes on a narrowed run (see narrowing.py)."""
+        from choirci.narrowing import left_out
+
+        recorder = config.pluginmanager.get_plugin("choirci-recorder")
+        if recorder is None:  # unregistered by the user (-p no:...): nothing records evidence
+            return
+        for entry in left_out(self.settings):
+            recorder.note_narrowed([entry.nodeid], {entry.nodeid: entry.markers}, entry.reason)
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         if collection_path.name in IGNORED_DIRS or collection_path.name.startswith("result-"):

@@ -3,11 +3,12 @@
 It listens to reports on the controller only (under xdist every worker's reports are
 forwarded to the controller; workers never write) and owns the run's evidence:
 
-* at session start: capture git state, install a SIGTERM handler that raises
+* at session start: capture git state, install SIGTERM and SIGHUP handlers that raise
   KeyboardInterrupt (so pytest unwinds as for Ctrl-C), and write an ``incomplete`` record
   atomically, so a run killed at any moment still leaves valid evidence;
-* during the run: keep the reports per node id, the collected ids, the deselected items and
-  collection errors;
+* during the run: redact every report before pytest prints it (the terminal is the CI log),
+  keep the reports per node id, the collected ids, the deselected and narrowed-away items
+  and collection errors;
 * at session end: combine them into one :class:`~choirci.results.ShardRun` (an item
   collected but never reported is ``missing``), write every evidence file, and print where.
 """
@@ -18,7 +19,7 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,16 +28,27 @@ from typing import Any
 
 import pytest
 
-from choirci import __version__, evidence, outcomes, workspace
+from choirci import __version__, evidence, gates, outcomes, workspace
 from choirci.errors import ChoirciError
 from choirci.redact import Redactor
-from choirci.results import ItemResult, Provenance, RunRecord, ShardRun, TreeState, run_verdict
+from choirci.results import (
+    BAD,
+    ItemResult,
+    Provenance,
+    RunRecord,
+    ShardRun,
+    TreeState,
+    counts_text,
+    run_verdict,
+)
 from choirci.settings import Settings
 
 SHARD_ENV = "CHOIRCI_SHARD"
 EXPECTED_ENV = "CHOIRCI_EXPECTED_SHARDS"
 PROMOTED_ENV = "CHOIRCI_PROMOTED_SHA"
 COMPLETE_EXIT = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+# A CI runner cancelling the job sends SIGTERM; a dropped SSH session to the grind host, SIGHUP.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def now() -> str:
@@ -61,12 +73,13 @@ class Recorder:
         self.deselected: list[ItemResult] = []
         self.collect_errors: list[ItemResult] = []
         self.interrupt: str = ""
-        self.terminated = False
+        self.terminated = ""  # the name of the signal that stopped the run
         self.started = ""
         self.start_state = workspace.GitState(None, None, None)
         self.written: list[Path] = []
         self.final: RunRecord | None = None
-        self._old_sigterm: Any = None
+        self.redactor = Redactor.from_env(extra=settings.config.redact)
+        self._old_handlers: dict[signal.Signals, Any] = {}
 
     # ------------------------------------------------------------------ session start
 
@@ -76,32 +89,49 @@ class Recorder:
             return
         self.started = now()
         self.start_state = workspace.state(self.settings.root, self.settings.evidence_dir)
-        self._install_sigterm()
+        self._install_handlers()
         try:
             self._write(self._record(status="incomplete", reason="the run did not finish "
                                      "(still running, or killed before it could record an end)"))
         except ChoirciError as exc:
-            self._restore_sigterm()
+            self._restore_handlers()
             pytest.exit(f"choirci: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
-    def _install_sigterm(self) -> None:
-        try:
-            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except ValueError:  # not the main thread (pytest embedded in a thread): no handler
-            self._old_sigterm = None
+    def _install_handlers(self) -> None:
+        for signum in STOP_SIGNALS:
+            try:
+                self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread (pytest embedded in a thread): no handler
+                return
 
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        # A CI runner cancelling the job sends SIGTERM: unwind like Ctrl-C so the session
-        # ends normally and the evidence says "incomplete" instead of vanishing.
-        self.terminated = True
-        raise KeyboardInterrupt("SIGTERM")
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Unwind like Ctrl-C so the session ends normally and the evidence says
+        # "incomplete" (naming the signal) instead of vanishing.
+        self.terminated = signal.Signals(signum).name
+        raise KeyboardInterrupt(self.terminated)
 
-    def _restore_sigterm(self) -> None:
-        if self._old_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        self._old_handlers = {}
 
     # ------------------------------------------------------------------ during the run
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        # Here, before pytest (or xdist, on a worker) prints or ships the report: a failure
+        # section or captured output holding a secret would otherwise land in the CI log.
+        report = yield
+        outcomes.redact_report(report, self.redactor)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        report = yield
+        outcomes.redact_report(report, self.redactor)
+        return report
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
@@ -118,9 +148,20 @@ class Recorder:
             self.deselected.append(outcomes.placeholder(
                 item.nodeid, "deselected", marker_names(item), "deselected (-k/-m or a plugin)"))
 
+    def note_narrowed(self, nodeids: Sequence[str],
+                      markers: dict[str, tuple[str, ...]] | None, reason: str) -> None:
+        """Configured items that a choirci option (``--closure``, ``--rust-test``,
+        ``--area``) left out before collection: recorded as ``deselected`` with ``reason``,
+        so a gate over them never passes on a narrowed run. ``rust::CRATE::BIN::*`` stands
+        for a whole test target, ``hosts::*`` (marker ``host``) for every host check."""
+        markers = markers or {}
+        for nodeid in nodeids:
+            self.deselected.append(outcomes.placeholder(
+                nodeid, "deselected", markers.get(nodeid, ()), reason))
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and self.active:
-            self.collect_errors.append(outcomes.collection_error(report))
+            self.collect_errors.append(outcomes.collection_error(report, self.redactor))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.active:
@@ -137,7 +178,8 @@ class Recorder:
         elif isinstance(value, pytest.exit.Exception):
             self.interrupt = f"stopped by pytest.exit: {value}"
         else:
-            self.interrupt = "terminated by SIGTERM" if self.terminated else "interrupted (Ctrl-C)"
+            self.interrupt = (f"terminated by {self.terminated}" if self.terminated
+                              else "interrupted (Ctrl-C)")
 
     # ------------------------------------------------------------------ session end
 
@@ -154,7 +196,7 @@ class Recorder:
         except ChoirciError as exc:
             sys.stderr.write(f"choirci: error: {exc}\n")
         finally:
-            self._restore_sigterm()
+            self._restore_handlers()
 
     def _status(self, session: pytest.Session, exitstatus: int) -> tuple[str, str]:
         if self.interrupt:
@@ -184,7 +226,7 @@ class Recorder:
         return RunRecord(runs=(replace(run, items=items),))
 
     def _items(self, final: bool) -> tuple[ItemResult, ...]:
-        done = [outcomes.build(nodeid, reports, self.markers.get(nodeid, ()))
+        done = [outcomes.build(nodeid, reports, self.markers.get(nodeid, ()), self.redactor)
                 for nodeid, reports in self.reports.items()]
         missing = [
             outcomes.placeholder(nodeid, "missing", self.markers.get(nodeid, ()),
@@ -192,8 +234,12 @@ class Recorder:
             for nodeid in self.collected
             if nodeid not in self.reports
         ] if final else []
-        reported = set(self.reports)
-        deselected = [r for r in self.deselected if r.nodeid not in reported]
+        known = set(self.reports) | set(self.collected)
+        first: dict[str, ItemResult] = {}
+        for result in self.deselected:
+            if result.nodeid not in known:
+                first.setdefault(result.nodeid, result)
+        deselected = list(first.values())
         return tuple(self.collect_errors + done + missing + deselected)
 
     def _provenance(self, items: tuple[ItemResult, ...]) -> Provenance:
@@ -226,17 +272,38 @@ class Recorder:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.active or self.final is None:
             return
-        verdict = run_verdict(self.final)
-        counts = ", ".join(f"{n} {o}" for o, n in self.final.counts().items()) or "no items"
         terminalreporter.write_sep("-", "choirci")
         terminalreporter.write_line(f"choirci: evidence written to {self.settings.evidence_dir}")
         for path in self.written:
             terminalreporter.write_line(f"  {path}")
-        terminalreporter.write_line(f"choirci: verdict {verdict.verdict.upper()} ({counts})")
-        for reason in self.final.incomplete_reasons:
-            terminalreporter.write_line(f"choirci: incomplete: {reason}")
+        for line in verdict_lines(self.final):
+            terminalreporter.write_line(self.redactor(line))
+        try:
+            gates.gates_dir(self.settings.config.gates_dir)
+        except ChoirciError as exc:
+            terminalreporter.write_line(f"choirci: warning: gates not evaluated: {exc}")
         for line in self.final.runs[0].tree.dirtied:
             terminalreporter.write_line(f"choirci: warning: the run dirtied the git tree: {line}")
+
+
+def verdict_lines(record: RunRecord) -> list[str]:
+    """The end-of-run verdict. A shard that finished says so: the verdict of the whole
+    matrix only exists after ``choirci evidence merge`` (the other shards are not here)."""
+    run = record.runs[0]
+    counts = counts_text(record.counts())
+    if run.shard and run.status == "complete" and record.missing_shards:
+        # A failure here fails the merged verdict too; skips may still be covered elsewhere.
+        judged = ", FAIL on its own" if any(i.outcome in BAD for i in record.items) else ""
+        return [(f"choirci: shard {run.shard} complete ({counts}){judged}; "
+                "the verdict needs all shards: choirci evidence merge")]
+    verdict = run_verdict(record)
+    lines = [f"choirci: verdict {verdict.verdict.upper()} ({counts})"]
+    lines += [f"choirci: incomplete: {reason}" for reason in record.incomplete_reasons]
+    if verdict.verdict == "fail":
+        # Failed items are listed by pytest already; say why else the run fails.
+        per_item = {f"{i.nodeid}: {i.outcome}" for i in record.items if i.outcome in BAD}
+        lines += [f"choirci: fail: {r}" for r in verdict.reasons if r not in per_item]
+    return lines
 
 
 def _expected_shards() -> tuple[str, ...]:

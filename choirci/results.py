@@ -18,10 +18,19 @@ JSON layout (``choirci.json``)::
      "release": {...}}                              # derived (see choirci.release)
 
 Derived keys are written for people and other tools; loading ignores them and recomputes.
+
+A shard narrowed by ``--area``/``--closure``/``--rust-test`` records the configured items it
+left out as ``deselected`` placeholders (``rust::CRATE::BIN::*`` for a whole test target,
+``hosts::*`` for every host check). In a merged record, the shard that did run such an item
+owns it: :attr:`RunRecord.items` (what verdicts, gates and reports read) leaves out a
+placeholder when another run has a result for the same node id, or, for ``PREFIX::*``, for
+any node id under ``PREFIX`` (or in the area ``PREFIX``). The runs themselves keep every
+placeholder, so merging stays order-independent and a lone narrowed run still shows them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -37,6 +46,8 @@ OUTCOMES = (
 )
 PASSED = "passed"
 BAD = frozenset({"failed", "error", "missing"})
+DESELECTED = "deselected"
+PLURALS = {"error": "errors"}  # the other outcomes read as adjectives: "3 passed"
 
 
 @dataclass(frozen=True)
@@ -142,9 +153,12 @@ class RunRecord:
         return "incomplete" if self.incomplete_reasons else "complete"
 
     def iter_items(self) -> Iterator[tuple[ShardRun, ItemResult]]:
-        for run in self.runs:
+        """Every result, without the placeholders another run superseded (module docstring)."""
+        hidden = self._superseded
+        for index, run in enumerate(self.runs):
             for item in run.items:
-                yield run, item
+                if (index, item.nodeid) not in hidden:
+                    yield run, item
 
     @property
     def items(self) -> tuple[ItemResult, ...]:
@@ -154,6 +168,47 @@ class RunRecord:
         counter = Counter(item.outcome for item in self.items)
         return {outcome: counter[outcome] for outcome in OUTCOMES if counter[outcome]}
 
+    @property
+    def commits(self) -> dict[str, tuple[str, ...]]:
+        """Commit (``unknown`` when not recorded) -> the labels of the runs that tested it."""
+        found: dict[str, list[str]] = {}
+        for run in self.runs:
+            found.setdefault(run.provenance.commit or "unknown", []).append(run.label)
+        return {commit: tuple(labels) for commit, labels in sorted(found.items())}
+
+    @functools.cached_property
+    def _superseded(self) -> frozenset[tuple[int, str]]:
+        """(run index, node id) of deselected placeholders another run has a result for."""
+        if len(self.runs) < 2:
+            return frozenset()
+        owners: dict[str, set[int]] = {}
+        for index, run in enumerate(self.runs):
+            for item in run.items:
+                if item.outcome != DESELECTED:
+                    for key in _claims(item):
+                        owners.setdefault(key, set()).add(index)
+        return frozenset(
+            (index, item.nodeid)
+            for index, run in enumerate(self.runs)
+            for item in run.items
+            if item.outcome == DESELECTED and owners.get(item.nodeid, set()) - {index}
+        )
+
+
+def _claims(item: ItemResult) -> Iterator[str]:
+    """The node ids and ``PREFIX::*`` placeholders a result makes another run's redundant."""
+    yield item.nodeid
+    yield f"{item.area}::*"
+    parts = item.nodeid.split("::")
+    for end in range(1, len(parts)):
+        yield "::".join(parts[:end]) + "::*"
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``{"passed": 2, "error": 8}`` -> ``2 passed, 8 errors`` (for people)."""
+    return ", ".join(f"{n} {PLURALS.get(o, o) if n != 1 else o}" for o, n in counts.items()
+                     if n) or "no items"
+
 
 @dataclass(frozen=True)
 class RunVerdict:
@@ -162,15 +217,28 @@ class RunVerdict:
 
 
 def run_verdict(record: RunRecord) -> RunVerdict:
-    """The run on its own (no gate): incomplete, fail on any failed/error/missing, else pass."""
+    """The run on its own (no gate): incomplete; fail when the runs tested different commits,
+    on any failed/error/missing item, or when nothing passed (all skipped, say); else pass."""
     if record.status != "complete":
         return RunVerdict("incomplete", record.incomplete_reasons)
+    mixed = commit_problem(record)
     bad = [f"{item.nodeid}: {item.outcome}" for item in record.items if item.outcome in BAD]
-    if bad:
-        return RunVerdict("fail", tuple(bad))
+    if mixed or bad:
+        return RunVerdict("fail", tuple(([mixed] if mixed else []) + bad))
     if not record.items:
         return RunVerdict("fail", ("no items ran",))
+    if not any(item.outcome == PASSED for item in record.items):
+        return RunVerdict("fail", (f"nothing passed: {counts_text(record.counts())}",))
     return RunVerdict("pass", ())
+
+
+def commit_problem(record: RunRecord) -> str | None:
+    """Why runs of several commits cannot make one verdict, or None when they agree."""
+    commits = record.commits
+    if len(commits) < 2:
+        return None
+    tested = "; ".join(f"{commit} ({', '.join(labels)})" for commit, labels in commits.items())
+    return f"the runs tested different commits: {tested}"
 
 
 # --------------------------------------------------------------------------- merge

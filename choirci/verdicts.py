@@ -2,10 +2,11 @@
 
 * An item is **met** only if every ``require`` selector matched at least one result and all
   matched results passed (and carry the ``expect``-ed properties), and every ``manual``
-  evidence file is present and non-empty. Skipped, xfailed, xpassed, errored, deselected and
-  missing results never satisfy a selector.
+  evidence file is present with more than whitespace in it. Skipped, xfailed, xpassed,
+  errored, deselected and missing results never satisfy a selector.
 * The gate is **incomplete** when the record is (an interrupted run, a missing matrix
-  shard, no run at all); otherwise **fail** when any required item is unmet; else **pass**.
+  shard, no run at all); otherwise **fail** when any required item is unmet or the runs
+  tested different commits; else **pass**.
 
 There is deliberately no parameter that turns an unmet item into a met one.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from choirci import naming
 from choirci.gates import Gate, GateItem, Selector
 from choirci.release import ReleaseRecord, fact_problem, release_record
-from choirci.results import PASSED, ItemResult, RunRecord
+from choirci.results import PASSED, ItemResult, RunRecord, commit_problem
 
 EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 2}
 
@@ -44,22 +45,26 @@ class GateVerdict:
         return EXIT_CODES[self.verdict]
 
 
-def evaluate(gate: Gate, record: RunRecord, files: Iterable[str] = ()) -> GateVerdict:
-    """``files``: paths (relative to the evidence dir) of non-empty evidence files."""
+def evaluate(gate: Gate, record: RunRecord, files: Iterable[str] = (),
+             blank: Iterable[str] = ()) -> GateVerdict:
+    """``files``: paths (relative to the evidence dir) of evidence files with content;
+    ``blank``: those that exist but are empty or whitespace only (named as such)."""
     present = frozenset(files)
     release = release_record(record)
-    items = tuple(_item(item, record, release, present) for item in gate.items)
+    items = tuple(_item(item, record, release, present, frozenset(blank)) for item in gate.items)
     unmet = [v for v in items if v.item.required and not v.met]
     if record.status != "complete":
         return GateVerdict(gate, "incomplete", record.incomplete_reasons, items)
-    if unmet:
-        reasons = tuple(f"not met: {v.item.text} ({'; '.join(v.reasons)})" for v in unmet)
+    mixed = commit_problem(record)
+    if unmet or mixed:
+        reasons = ((mixed,) if mixed else ()) + tuple(
+            f"not met: {v.item.text} ({'; '.join(v.reasons)})" for v in unmet)
         return GateVerdict(gate, "fail", reasons, items)
     return GateVerdict(gate, "pass", (), items)
 
 
 def _item(item: GateItem, record: RunRecord, release: ReleaseRecord,
-          present: frozenset[str]) -> ItemVerdict:
+          present: frozenset[str], blank: frozenset[str]) -> ItemVerdict:
     if not item.checked:
         return ItemVerdict(item, False, ("no automated check; tick by hand",))
     reasons: list[str] = []
@@ -71,6 +76,8 @@ def _item(item: GateItem, record: RunRecord, release: ReleaseRecord,
     for name in item.manual:
         if name in present:
             used.append(name)
+        elif name in blank:
+            reasons.append(f"manual evidence {name} is empty; write the evidence into it")
         else:
             reasons.append(f"manual evidence {name} is not in the evidence dir")
     return ItemVerdict(item, not reasons, tuple(reasons), tuple(dict.fromkeys(used)))

@@ -101,3 +101,31 @@ def test_unknown_gate_suggests_the_closest(tmp_path: Path) -> None:
 def test_good_file_loads(tmp_path: Path) -> None:
     gate = gates.load("phase-9", write(tmp_path, GOOD))
     assert gate.items[0].require[0].match == (("closure", "sandbox"),)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (GOOD.replace("        require:\n          - closure: sandbox\n", "        require: []\n"),
+         r"require: expected a non-empty list, got an empty list$"),
+        (GOOD.replace("    items:\n", "    items: []\n").split("      - text")[0],
+         r"items: expected a non-empty list, got an empty list$"),
+        (GOOD.replace("title: Phase 9", "title: ''"), r"title: expected a non-empty string, "
+         r"got an empty string$"),
+        (GOOD.replace("title: Phase 9", "title: '   '"), r"got only whitespace$"),
+        (GOOD + "            where: []\n", r"where: expected a mapping, got an empty list$"),
+    ],
+)
+def test_schema_errors_say_what_is_wrong(tmp_path: Path, body: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        gates.load("phase-9", write(tmp_path, body))
+    assert re.search(expected, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("load", [lambda d: gates.load("phase-2", d), gates.load_all])
+def test_a_gates_dir_that_is_not_there_is_named(tmp_path: Path, load: object) -> None:
+    missing = tmp_path / "checks" / "gatez"
+    with pytest.raises(ConfigError) as info:
+        load(missing)  # type: ignore[operator]
+    assert str(info.value).startswith(f"gates dir {missing} does not exist")
+    assert "known gates" not in str(info.value)

@@ -174,3 +174,47 @@ def test_unknown_gate_is_a_one_line_error(tmp_path: Path,
     assert main(["gate", "phase-7", "--evidence", str(directory)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("choirci: error: no gate 'phase-7'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "is not in the evidence dir"),
+    ("", "is empty"),
+    (" \n\t\n", "is empty"),
+])
+def test_blank_manual_evidence_is_named_and_never_satisfies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, reason: str
+) -> None:
+    name = "manual/phase-2/workflow-runs.md"
+    directory = write_evidence(tmp_path / "ev", passing_phase2(), PHASE2_FILES - {name})
+    if content is not None:
+        (directory / name).write_text(content)
+    assert main(["gate", "phase-2", "--evidence", str(directory)]) == 1
+    assert f"manual evidence {name} {reason}" in capsys.readouterr().out
+    (directory / name).write_text("https://github.com/o/r/actions/runs/1\n")
+    assert main(["gate", "phase-2", "--evidence", str(directory)]) == 0
+
+
+def test_whitespace_only_files_are_not_evidence(tmp_path: Path) -> None:
+    (tmp_path / "manual").mkdir()
+    (tmp_path / "manual" / "blank.md").write_text("  \n")
+    (tmp_path / "manual" / "empty.md").write_text("")
+    (tmp_path / "manual" / "ok.md").write_text("\n\n ok")
+    assert evidence.evidence_files(tmp_path) == {"manual/ok.md"}
+    assert evidence.blank_files(tmp_path) == {"manual/blank.md", "manual/empty.md"}
+
+
+def test_a_missing_gates_dir_is_a_one_line_error(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    directory = write_evidence(tmp_path / "ev", passing_phase2())
+    missing = tmp_path / "gatez"
+    assert main(["gate", "phase-2", "--evidence", str(directory), "--gates", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"choirci: error: gates dir {missing} does not exist")
+    assert err.count("\n") == 1 and "known gates" not in err
+
+
+def test_run_report_names_a_missing_gates_dir(tmp_path: Path) -> None:
+    missing = tmp_path / "gatez"
+    evidence.write_all(passing_phase2(), tmp_path / "ev", Redactor(), gates_dir=missing)
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert f"## Gates\n\ngates not evaluated: gates dir {missing} does not exist" in report

@@ -198,3 +198,49 @@ def test_unreadable_evidence_is_one_line_error(
     assert cli.main(["parity", str(grind), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("choirci: error: ") and message in err and "\n" not in err
+
+
+def with_commit(record: RunRecord, commit: str | None) -> RunRecord:
+    return RunRecord(runs=tuple(replace(r, provenance=replace(r.provenance, commit=commit))
+                                for r in record.runs))
+
+
+A, B = "1dcaf0ae2533ccdb07c504301e4e55bd5781ff2a", "2bc0ffee2533ccdb07c504301e4e55bd5781ff2a"
+
+
+@pytest.mark.parametrize(
+    ("grind", "actions", "ok"),
+    [
+        (A, A, True),
+        (A, B, False),
+        (A, None, False),
+        (A, (A, B), False),  # the Actions shards themselves disagree
+    ],
+    ids=["same", "other-commit", "unknown-commit", "mixed-shards"],
+)
+def test_runs_of_different_commits_are_not_at_parity(
+    grind: str | None, actions: str | tuple[str, str] | None, ok: bool
+) -> None:
+    left = with_commit(grind_record(), grind)
+    if isinstance(actions, tuple):
+        right = actions_record()
+        right = RunRecord(runs=tuple(replace(r, provenance=replace(r.provenance, commit=c))
+                                     for r, c in zip(right.runs, [*actions, *actions],
+                                                     strict=True)))
+    else:
+        right = with_commit(actions_record(), actions)
+    found = parity.compare_records(left, right)
+    assert found.ok == ok, parity.render(found)
+    if not ok:
+        assert "commit differs: grind tested" in parity.render(found)
+
+
+def test_command_exits_1_on_a_commit_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grind = write(tmp_path / "grind", with_commit(grind_record(), A))
+    actions = write(tmp_path / "actions", with_commit(actions_record(), B))
+    assert cli.main(["parity", str(grind), str(actions)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("parity: DIFFERENT")
+    assert f"commit differs: grind tested {A}; actions tested {B}" in out

@@ -179,7 +179,8 @@ def spawn_blocked(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "interrupted (Ctrl-C)"),
-                                             (signal.SIGTERM, "terminated by SIGTERM")])
+                                             (signal.SIGTERM, "terminated by SIGTERM"),
+                                             (signal.SIGHUP, "terminated by SIGHUP")])
 def test_signal_mid_run_leaves_valid_incomplete_evidence(
     pytester: pytest.Pytester, sig: signal.Signals, reason: str
 ) -> None:

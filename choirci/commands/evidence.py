@@ -9,7 +9,7 @@ from choirci import evidence
 from choirci.commands.gate import optional_config
 from choirci.errors import ChoirciError
 from choirci.redact import Redactor
-from choirci.results import run_verdict
+from choirci.results import counts_text, run_verdict
 from choirci.verdicts import EXIT_CODES
 
 HELP = "merge the evidence dirs of matrix shards into one record, JUnit and report"
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"choirci: merged {len(record.runs)} shard run(s) ({shards}) into {args.out}")
     for path in written:
         print(f"  {path}")
-    print(f"choirci: verdict {verdict.verdict.upper()}")
+    print(f"choirci: verdict {verdict.verdict.upper()} ({counts_text(record.counts())})")
     for reason in verdict.reasons[:20]:
         print(f"  - {redactor(reason)}")
     return EXIT_CODES[verdict.verdict]

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     gate = gates.load(args.gate, args.gates or (cfg.gates_dir if cfg else None))
     check_order(gate, args.history or directory)
     record = evidence.load(directory)
-    verdict = verdicts.evaluate(gate, record, evidence.evidence_files(directory))
+    verdict = verdicts.evaluate(gate, record, evidence.evidence_files(directory),
+                                evidence.blank_files(directory))
     redactor = Redactor.from_env(extra=cfg.redact if cfg else ())
     written = evidence.write_gate(verdict, evidence.redacted(record, redactor), directory, redactor)
     met = sum(1 for v in verdict.items if v.item.required and v.met)
