@@ -53,7 +53,10 @@ class Holder:
 
     @classmethod
     def me(cls) -> Holder:
-        command = shlex.join(sys.argv) if sys.argv else sys.executable
+        # orig_argv: the interpreter's real command line (sys.argv is just ['-c'] in an
+        # xdist worker, which would tell a waiting operator nothing).
+        argv = sys.orig_argv or sys.argv
+        command = shlex.join(argv) if argv else sys.executable
         if len(command) > MAX_COMMAND_CHARS:
             command = command[: MAX_COMMAND_CHARS - 3] + "..."
         return cls(pid=os.getpid(), command=command, started=time.time(), host=socket.gethostname())
