@@ -56,7 +56,7 @@ class Holder:
         # orig_argv: the interpreter's real command line (sys.argv is just ['-c'] in an
         # xdist worker, which would tell a waiting operator nothing).
         argv = sys.orig_argv or sys.argv
-        command = shlex.join(argv) if argv else sys.executable
+        command = " ".join(shlex.join(argv).split()) if argv else sys.executable  # one line
         if len(command) > MAX_COMMAND_CHARS:
             command = command[: MAX_COMMAND_CHARS - 3] + "..."
         return cls(pid=os.getpid(), command=command, started=time.time(), host=socket.gethostname())
