@@ -7,6 +7,7 @@ through :func:`choirci.proc.run`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from choirci.errors import ChoirciError
 
 GIT_TIMEOUT = 120.0
 SHOWN = 5  # dirty files named in an error; the rest are counted
+IGNORE_SPECIAL = re.compile(r"([*?\[\\])")  # glob characters a .gitignore line must escape
 
 
 class GitError(ChoirciError):
@@ -106,3 +108,15 @@ def would_dirty(root: Path, path: Path) -> bool:
         raise GitError(f"`{result.command}` failed ({result.describe_exit()}): "
                        f"{result.stderr.strip()}")
     return result.returncode == 1
+
+
+def ignore_line(root: Path, path: Path) -> str:
+    """The line of ``root``'s top-level .gitignore that ignores exactly the file ``path``.
+
+    Anchored with a leading ``/`` (so a ``#`` or ``!`` cannot start it), glob characters and
+    trailing spaces escaped. A pattern ending in ``/`` would match only a directory.
+    """
+    relative = path.resolve().relative_to(root.resolve()).as_posix()
+    escaped = IGNORE_SPECIAL.sub(r"\\\1", relative)
+    trailing = len(escaped) - len(escaped.rstrip(" "))
+    return "/" + escaped[: len(escaped) - trailing] + "\\ " * trailing

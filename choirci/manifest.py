@@ -3,9 +3,10 @@
 JSON (schema ``choirci/release-manifest``, version 1) is the full record: release SHA, short
 SHA, creation time, repo root, ``git_dirty``, Nix version and, per closure, its installable,
 drv, binary and outputs (path, narHash, narSize, closure size); see
-``tests/data/manifest/release.json``. The ``.env`` form is what ChoirOS's
-``build-release-manifest.sh`` writes and ``apply-release-manifest.sh`` sources: exactly the
-11 :data:`ENV_KEYS`, unquoted, values expanded. It has no hashes, so a manifest read from a
+``tests/data/manifest/release.json``. Every output in a JSON manifest has its narHash. The
+``.env`` form is what ChoirOS's ``build-release-manifest.sh`` writes and
+``apply-release-manifest.sh`` sources: exactly the 11 :data:`ENV_KEYS`, unquoted, values
+expanded. It has no hashes, so a manifest read from a
 ``.env`` can only be checked for presence. :func:`load` reads either. Everything here is
 pure; the command module runs git and Nix.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ class ClosureRecord:
     def bin_path(self) -> str | None:
         return f"{self.store_path}/{self.bin}" if self.bin else None
 
+    def holds(self, path: str) -> bool:
+        """Is ``path`` the main output or a file inside it?"""
+        return path == self.store_path or path.startswith(self.store_path + "/")
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -99,6 +104,11 @@ class Manifest:
 
 
 def to_json(manifest: Manifest) -> str:
+    unhashed = [f"{c.name}.{o.output}" for c in manifest.closures for o in c.outputs
+                if not o.nar_hash]
+    if unhashed:
+        raise ManifestError(f"no narHash for {', '.join(unhashed)}, and a .json manifest records "
+                            "one per output (a .env has none: use the .json written beside it)")
     data = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -180,25 +190,32 @@ def _text(entry: Mapping[str, Any], key: str, where: str, path: str) -> str:
 
 def _closure(value: Any, where: str, path: str) -> ClosureRecord:
     entry = _obj(value, where, path)
+    name = _text(entry, "name", where, path)
     outputs = _items(entry.get("outputs"), where, f"{path}.outputs")
     return ClosureRecord(
-        name=_text(entry, "name", where, path),
+        name=name,
         installable=entry.get("installable"),
         drv_path=entry.get("drv_path"),
         bin=entry.get("bin"),
-        outputs=tuple(_output(o, where, f"{path}.outputs[{i}]") for i, o in enumerate(outputs)),
+        outputs=tuple(_output(o, where, f"{path}.outputs[{i}]", name)
+                      for i, o in enumerate(outputs)),
     )
 
 
-def _output(value: Any, where: str, path: str) -> StorePath:
+def _output(value: Any, where: str, path: str, closure: str) -> StorePath:
     entry = _obj(value, where, path)
     store_path = _text(entry, "path", where, path)
     _check(store_path.startswith(STORE_PREFIX), where, f"{path}.path",
            f"expected a /nix/store path, got {store_path!r}")
+    output = _text(entry, "output", where, path)
+    nar_hash = entry.get("nar_hash")
+    # Without it, verify could only check presence: a .json that lost it is bad input.
+    _check(isinstance(nar_hash, str) and bool(nar_hash), where, f"{path}.nar_hash",
+           f"closure {closure!r} output {output!r} has no narHash (got {nar_hash!r})")
     return StorePath(
-        output=_text(entry, "output", where, path),
+        output=output,
         path=store_path,
-        nar_hash=entry.get("nar_hash"),
+        nar_hash=nar_hash,
         nar_size=entry.get("nar_size"),
         closure_size=entry.get("closure_size"),
     )
@@ -381,11 +398,13 @@ def compare_store(manifest: Manifest, infos: Mapping[str, PathInfo | None],
 
 
 def compare_running(manifest: Manifest, observed: Mapping[str, str | None],
-                    where: str = "host") -> list[Mismatch]:
+                    where: str = "host", identical: Collection[str] = ()) -> list[Mismatch]:
     """Check what a host runs against the manifest: ``observed`` maps a closure name to the
     resolved path of what runs (``readlink -f /opt/choiros/bin/<bin>`` or
     ``/proc/<pid>/exe``), or None when nothing is installed. A path inside the closure's
-    store path matches; only the names in ``observed`` are checked."""
+    store path matches, and so does the file of a closure named in ``identical`` (a
+    byte-identical copy of its binary: install-style deploys copy, CONTRACT §8.6). Only the
+    names in ``observed`` are checked."""
     found = []
     for name, actual in sorted(observed.items()):
         closure = manifest.closure(name)
@@ -396,7 +415,7 @@ def compare_running(manifest: Manifest, observed: Mapping[str, str | None],
         expected = closure.bin_path or closure.store_path
         if actual is None:
             found.append(Mismatch(name, "not-installed", expected, "absent", where))
-        elif actual != closure.store_path and not actual.startswith(closure.store_path + "/"):
+        elif not closure.holds(actual) and name not in identical:
             found.append(Mismatch(name, "running", expected, actual, where))
     return found
 

@@ -72,8 +72,8 @@ def shards(cfg: Config, areas: Iterable[str] | None = None,
     if config_arg is not None and shlex.quote(config_arg) != config_arg:
         # The workflow splits a shard's args on whitespace (no shell parsing of data).
         raise ChoirciError(
-            f"--config {config_arg!r}: a path with spaces or quotes cannot be passed to the "
-            "shards; use a plain path"
+            f"--choirci-config {config_arg!r}: a path with spaces or quotes cannot be passed "
+            "to the shards; use a plain path"
         )
     base = ("--grind",) + (("--choirci-config", config_arg) if config_arg else ())
     out: list[Shard] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from choirci import cli
 from choirci import manifest as mf
-from choirci.commands.manifest import parse_diff_closures
+from choirci.commands.manifest import identical_copies, parse_diff_closures
 from choirci.manifest import ClosureRecord, Manifest, ManifestError, StorePath
 from choirci.nix_formats import PathInfo
 
@@ -125,6 +127,36 @@ def test_json_errors_name_the_field(tmp_path: Path, old: str, new: str, error: s
         mf.load(tmp_path / "r.json")
 
 
+@pytest.mark.parametrize("damage", ["delete", None, ""])
+def test_json_output_without_nar_hash_is_bad_input_naming_the_closure(
+        tmp_path: Path, damage: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: it used to verify as good, with the .env excuse "narHash not recorded"."""
+    data = json.loads((DATA / "release.json").read_text())
+    output = data["closures"][1]["outputs"][0]
+    if damage == "delete":
+        del output["nar_hash"]
+    else:
+        output["nar_hash"] = damage
+    (tmp_path / "r.json").write_text(json.dumps(data, indent=2))
+    code = cli.main(["manifest", "verify", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"choirci: error: {tmp_path / 'r.json'}: closures[1].outputs[0]."
+                          "nar_hash: closure 'hypervisor' output 'out' has no narHash")
+    assert "narHash not recorded in a .env" not in err
+
+
+def test_a_json_manifest_is_never_written_without_nar_hash(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from_env = mf.load(DATA / "release.env")
+    with pytest.raises(ManifestError, match=r"no narHash for sandbox\.out, hypervisor\.out, "
+                       r"desktop\.out"):
+        mf.to_json(from_env)
+    assert cli.main(["manifest", "show", str(DATA / "release.env"), "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "release.env: a .env manifest records no narHash" in err
+
+
 def test_missing_manifest_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"no such manifest; pass the path"):
         mf.load(tmp_path / "nope.env")
@@ -183,6 +215,51 @@ def test_compare_running_names_closure_expected_and_actual(release: Manifest) ->
     assert (sandbox.expected, sandbox.actual) == (f"{SANDBOX}/bin/sandbox", f"{OTHER}/bin/sandbox")
     assert str(sandbox).startswith(f"sandbox: running on prod: expected {SANDBOX}/bin/sandbox, "
                                    f"actual {OTHER}/bin/sandbox; apply the release")
+
+
+def test_compare_running_accepts_identical_copies_by_name(release: Manifest) -> None:
+    observed = {"hypervisor": "/opt/choiros/bin/hypervisor",
+                "sandbox": "/opt/choiros/bin/sandbox"}
+    found = mf.compare_running(release, observed, where="prod", identical={"hypervisor"})
+    assert [(m.closure, m.kind, m.actual) for m in found] == [
+        ("sandbox", "running", "/opt/choiros/bin/sandbox")]
+
+
+def fake_release(tmp_path: Path) -> Manifest:
+    """A release whose "store paths" are directories in tmp_path: the hashing needs no Nix."""
+    closures = []
+    for name, (_, binary) in mf.CLASSIC.items():
+        out = tmp_path / "store" / f"{name}-0.1.0"
+        (out / "bin").mkdir(parents=True)
+        (out / binary).write_bytes(f"ELF {name}".encode())
+        closures.append(ClosureRecord(name, (StorePath("out", str(out)),), bin=binary))
+    release = mf.load(DATA / "release.json")
+    return Manifest(**{**vars(release), "closures": tuple(closures)})
+
+
+def test_identical_copies_are_found_by_sha256_and_others_are_not(tmp_path: Path) -> None:
+    release = fake_release(tmp_path)
+    sandbox, hypervisor, desktop = (c.bin_path or "" for c in release.closures)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "sandbox").write_bytes(Path(sandbox).read_bytes())      # install -m 0755
+    (host / "hypervisor").write_bytes(b"ELF hypervisor, an older build")
+    observed = {"sandbox": str(host / "sandbox"), "hypervisor": str(host / "hypervisor"),
+                "desktop": desktop}
+    copies = identical_copies(release, observed)
+    assert list(copies) == ["sandbox"]
+    assert copies["sandbox"] == hashlib.sha256(b"ELF sandbox").hexdigest()
+    found = mf.compare_running(release, observed, str(host), identical=copies)
+    assert [(m.closure, m.expected, m.actual) for m in found] == [
+        ("hypervisor", hypervisor, str(host / "hypervisor"))]
+
+
+def test_a_copy_of_a_binary_missing_from_the_local_store_is_not_a_match(tmp_path: Path) -> None:
+    release = fake_release(tmp_path)
+    sandbox = release.closures[0].bin_path or ""
+    (tmp_path / "copy").write_bytes(Path(sandbox).read_bytes())
+    Path(sandbox).unlink()
+    assert identical_copies(release, {"sandbox": str(tmp_path / "copy")}) == {}
 
 
 def test_diff_per_closure(release: Manifest) -> None:

@@ -5,6 +5,7 @@ Every `choirci manifest build` here is refused before Nix is called, so nothing 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -105,9 +106,63 @@ def test_build_refuses_a_dirty_tree_naming_the_files(repo: Path,
 def test_build_refuses_an_output_that_would_dirty_the_next_release(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = build(repo, capsys, "--output", str(repo / "artifacts" / "releases" / "x.env"))
-    assert code == 2
-    assert "inside the checkout" in err and "add 'artifacts/' to .gitignore" in err
+    assert code == 2 and err.count("\n") == 1
+    assert "inside the checkout" in err and "--output outside the checkout" in err
+    assert ("add the lines '/artifacts/releases/x.env' and '/artifacts/releases/x.json' to "
+            f"{repo / '.gitignore'} and commit that") in err
     assert not (repo / "artifacts").exists()
+
+
+ADVICE = re.compile(r"add the lines (?P<lines>.+) to (?P<file>\S+) and commit that$")
+
+
+def follow_advice(err: str) -> None:
+    """Do what the refusal says, literally: append its lines to the file it names, commit."""
+    advice = ADVICE.search(err.strip())
+    assert advice is not None, err
+    lines = re.findall(r"'([^']+)'", advice["lines"])
+    ignore = Path(advice["file"])
+    with ignore.open("a") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+    git(ignore.parent, "commit", "-qam", "ignore the release manifest")
+
+
+@pytest.mark.parametrize("flag", ["--choirci-config", "--config"])
+def test_following_the_advice_for_a_relative_output_lets_both_files_through(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        flag: str) -> None:
+    """QA: `--output ./rel.env` used to advise "add 'rel.env/' to .gitignore", which matches
+    only a directory, and forgot rel.json. (Both config spellings are accepted.)"""
+    monkeypatch.chdir(repo)
+    code = cli.main(["manifest", "build", flag, "choirci.yaml", "--output", "./rel.env"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'/rel.env' and '/rel.json'" in err and "rel.env/" not in err
+    follow_advice(err)
+    assert not gitstate.would_dirty(repo, repo / "rel.env")
+    assert not gitstate.would_dirty(repo, repo / "rel.json")
+    assert gitstate.dirty_files(repo) == []
+    (repo / "rel.env").write_text("written by the release build\n")
+    (repo / "rel.json").write_text("{}\n")
+    assert gitstate.dirty_files(repo) == []  # so the next release is not refused
+
+
+def test_only_the_files_that_would_dirty_are_named(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").write_text("evidence/\n*.env\n")
+    git(repo, "commit", "-qam", "ignore .env files")
+    code, err = build(repo, capsys, "--output", str(repo / "rel.env"))
+    assert code == 2 and "add the lines '/rel.json' to" in err and "'/rel.env'" not in err
+
+
+@pytest.mark.parametrize("name", ["rel.env", "[x]*.env", "#1.env", "!a?.env", "trail .env ",
+                                  "back\\slash.env", "sub dir/r.env"])
+def test_ignore_line_ignores_exactly_that_file(repo: Path, name: str) -> None:
+    target = repo / "out" / name
+    line = gitstate.ignore_line(repo, target)
+    assert line.startswith("/out/")
+    (repo / ".gitignore").write_text(f"evidence/\n{line}\n")
+    assert not gitstate.would_dirty(repo, target)
+    assert gitstate.would_dirty(repo, target.with_name("other.env"))
 
 
 def test_build_refuses_an_output_without_a_known_suffix(

@@ -9,8 +9,10 @@ create with their own nonce. Nothing here is mocked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -179,12 +181,14 @@ def test_a_host_running_a_different_path_is_named(release: Release, tmp_path: Pa
             "--config", str(release.config)]
     code, out, _ = choirci(capsys, *args)
     assert code == 0 and f"{bin_dir} runs exactly these paths" in out
-    # An older or foreign build behind one link, and a copied file (host-switch.sh) behind another.
+    # An older or foreign build behind one link, and a different file where a copy belongs.
     wrong = by_name["sandbox"].bin_path
     (bin_dir / "dioxus-desktop").unlink()
     (bin_dir / "dioxus-desktop").symlink_to(wrong)  # type: ignore[arg-type]
     (bin_dir / "hypervisor").unlink()
     shutil.copy(by_name["hypervisor"].bin_path, bin_dir / "hypervisor")  # type: ignore[arg-type]
+    with (bin_dir / "hypervisor").open("ab") as patched:
+        patched.write(b"\0a local patch")
     code, out, _ = choirci(capsys, *args)
     assert code == 1
     mismatches = [line for line in out.splitlines() if line.startswith("MISMATCH")]
@@ -194,6 +198,53 @@ def test_a_host_running_a_different_path_is_named(release: Release, tmp_path: Pa
     hypervisor = (f"MISMATCH hypervisor: running on {bin_dir}: expected "
                   f"{by_name['hypervisor'].bin_path}, actual {bin_dir / 'hypervisor'}; {restart}")
     assert mismatches == [desktop, hypervisor]
+
+
+def test_byte_identical_copies_of_the_binaries_match(release: Release, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """/opt/choiros/bin as host-switch.sh leaves it: `install -m 0755` copies (trap §8.6)."""
+    bin_dir = tmp_path / "opt" / "choiros" / "bin"
+    bin_dir.mkdir(parents=True)
+    for closure in release.manifest.closures:
+        assert closure.bin_path is not None
+        shutil.copy(closure.bin_path, bin_dir / Path(closure.bin_path).name)
+    code, out, _ = choirci(capsys, "manifest", "verify", str(release.json), "--bin-dir",
+                           str(bin_dir), "--config", str(release.config), "-v")
+    assert code == 0, out
+    sandbox = release.manifest.closure("sandbox")
+    assert sandbox is not None and sandbox.bin_path is not None
+    digest = hashlib.sha256(Path(sandbox.bin_path).read_bytes()).hexdigest()
+    assert (f"ok sandbox: {bin_dir / 'sandbox'} is an identical copy of {sandbox.bin_path} "
+            f"(sha256 {digest})") in out.splitlines()
+    assert f"ok sandbox.out: {sandbox.store_path} on local with narHash " in out
+    assert out.splitlines()[-1].endswith(
+        f"; {bin_dir} runs exactly these binaries (3 as identical copies)")
+
+
+def test_following_the_ignore_advice_makes_an_in_repo_build_succeed(
+        release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `--output ./rel.env` was refused with advice ('rel.env/') that did not work."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(release.root), str(clone))
+    monkeypatch.chdir(clone)
+    build = ["manifest", "build", "--choirci-config", "choirci.yaml", "--output", "./rel.env"]
+    code, _, err = choirci(capsys, *build)
+    assert code == 2 and "not gitignored" in err
+    advice = re.search(r"add the lines (?P<lines>.+) to (?P<file>\S+) and commit that$",
+                       err.strip())
+    assert advice is not None and advice["file"] == str(clone / ".gitignore"), err
+    with (clone / ".gitignore").open("a") as ignore:
+        ignore.write("".join(f"{line}\n" for line in re.findall(r"'([^']+)'", advice["lines"])))
+    git(clone, "commit", "-qam", "ignore the release manifest")
+    code, out, err = choirci(capsys, *build)
+    assert code == 0, err
+    assert f"Release manifest written to {clone / 'rel.env'}" in out
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert mf.load(clone / "rel.env").release_sha == mf.load(clone / "rel.json").release_sha == head
+    # The next release from this checkout is not refused.
+    assert choirci(capsys, *build)[0] == 0
 
 
 def test_files_changed_on_the_target_are_caught_by_check_contents(

@@ -72,7 +72,7 @@ def test_explicit_config_is_passed_on_to_every_shard(tmp_path: Path) -> None:
 
 
 def test_config_path_that_needs_quoting_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ChoirciError, match=r"^--config 'my ci.yaml': a path with spaces"):
+    with pytest.raises(ChoirciError, match=r"^--choirci-config 'my ci.yaml': a path with spaces"):
         matrix.shards(config_from(tmp_path, FULL), config_arg="my ci.yaml")
 
 
@@ -127,6 +127,21 @@ def test_command_refuses_an_empty_matrix(
     assert cli.main(["matrix"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("choirci: error: ") and "no shards" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("flag", ["--choirci-config", "--config"])
+def test_command_takes_the_config_under_both_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    flag: str,
+) -> None:
+    """`--choirci-config` as the errors, pytest and `choirci gate` say; `--config` as before."""
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "choirci.yaml").write_text(FULL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    assert cli.main(["matrix", flag, "ci/choirci.yaml"]) == 0
+    include = json.loads(capsys.readouterr().out)["include"]
+    assert all(e["args"].startswith("--grind --choirci-config ci/choirci.yaml ") for e in include)
 
 
 def test_command_with_missing_config_is_one_line_error(

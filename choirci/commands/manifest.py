@@ -9,23 +9,25 @@ Exit status: 0 good, 1 the release is not what it should be (build failed, misma
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from choirci import config as config_mod
 from choirci import gitstate
 from choirci import manifest as mf
+from choirci.cli import add_config_argument
 from choirci.config import Closure, Config, NixSettings
 from choirci.errors import ChoirciError
 from choirci.lock import BuildLock
 from choirci.manifest import ClosureRecord, Manifest, Mismatch, StorePath
 from choirci.nix import EXPERIMENTAL, Nix, NixError
 
-HELP = "release manifests: build from a clean tree, verify on a store/host, diff two releases"
+HELP = "release manifests: build from a clean tree, verify a store or host, diff, show"
 
 DESCRIPTION = """\
 Release manifests pin the exact Nix store paths a commit promotes from grind to prod.
@@ -34,18 +36,67 @@ Release manifests pin the exact Nix store paths a commit promotes from grind to 
           closures and write <evidence>/releases/<short-sha>.env (the 11 keys of ChoirOS's
           build-release-manifest.sh) plus .json (narHash, sizes, Nix version)
   verify  check every store path is on a store with the same narHash and, with --bin-dir,
-          that the host's binaries resolve into the manifest's paths
+          that the host's binaries link into the manifest's paths or are identical copies
   diff    per closure, what changed between two releases (and nix store diff-closures)
   show    print a manifest (.env or .json) as text, JSON, .env or its store paths
 
 examples:
   choirci manifest build --output /tmp/choiros-release.env
-  nix copy --from ssh://choiros-grind --to ssh://choiros-prod \
+  nix copy --from ssh://choiros-grind --to ssh://choiros-prod \\
       $(choirci manifest show /tmp/choiros-release.json --format paths)
   choirci manifest verify /tmp/choiros-release.json --store ssh://choiros-prod
   choirci manifest verify /tmp/choiros-release.env --bin-dir /opt/choiros/bin   # on prod
   choirci manifest diff evidence/releases/1dcaf0a.json evidence/releases/92c78c1.json
+
+`choirci manifest ACTION --help` describes each action. Exit status: 0 good, 1 the release
+is not what it should be (build failed, mismatch), 2 bad input or an unreachable store.
 """
+
+BUILD_DESCRIPTION = """\
+Build the configured closures from a clean checkout (untracked files count, as in
+build-release-manifest.sh) and write the release manifest, by default
+<evidence dir>/releases/<short-sha>.env (the 11 keys apply-release-manifest.sh sources)
+and the .json beside it (narHash, sizes, Nix version). An --output inside the checkout
+must be gitignored, or the next release would refuse the dirty tree.
+
+examples:
+  choirci manifest build                                      # in the checkout on grind
+  choirci manifest build --output /tmp/choiros-release.env    # also writes ...release.json
+  choirci manifest build --json-only --closure sandbox --output /tmp/sandbox.json
+"""
+
+VERIFY_DESCRIPTION = """\
+Check that a store holds MANIFEST's paths: each is valid there and, for a .json manifest,
+has the recorded narHash (a .env records none, so only presence is checked). With
+--bin-dir, also check the host's binaries: a symlink into the release's store path or a
+byte-identical copy of the release's binary (install-style deploys copy) matches.
+
+examples:
+  choirci manifest verify /tmp/choiros-release.json --store ssh://choiros-prod
+  choirci manifest verify /tmp/choiros-release.json --bin-dir /opt/choiros/bin -v   # on prod
+"""
+
+DIFF_DESCRIPTION = """\
+Per closure, what changed from release OLD to release NEW: added, removed, unchanged or
+changed. A changed closure shows its old and new store path and closure size, then the
+package version and size changes that `nix store diff-closures` reports when both paths
+are in the local store.
+
+example:
+  choirci manifest diff evidence/releases/1dcaf0a.json evidence/releases/92c78c1.json
+"""
+
+SHOW_DESCRIPTION = """\
+Print MANIFEST as text (default), as its .json or 11-key .env, or as its store paths, one
+a line. A .env records no narHash, so it cannot be shown as .json.
+
+examples:
+  choirci manifest show evidence/releases/1dcaf0a.json
+  choirci manifest show /tmp/choiros-release.json --format env > /tmp/choiros-release.env
+  nix copy --to ssh://choiros-prod $(choirci manifest show M.json --format paths)
+"""
+CONFIG_HELP = ("choirci.yaml (default: $CHOIRCI_CONFIG, else the nearest at or above the "
+               "current directory; verify and diff also run without one)")
 
 STORE_PATH_IN_VERIFY = re.compile(r"path '(?P<path>/[^']+)' was modified! expected hash "
                                   r"'(?P<expected>[^']+)', got '(?P<actual>[^']+)'")
@@ -58,7 +109,12 @@ class BuildFailed(ChoirciError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    build = sub.add_parser("build", help="build the closures and write the manifest")
+
+    def action(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    build = action("build", "build the closures and write the manifest", BUILD_DESCRIPTION)
     build.add_argument("--output", metavar="PATH", type=Path,
                        help="the .env to write, the .json goes beside it (default: "
                        "<evidence dir>/releases/<short-sha>.env); refused inside the checkout "
@@ -68,27 +124,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--json-only", action="store_true",
                        help="write only the .json (for closures other than the classic "
                        "sandbox/hypervisor/desktop that the .env form needs)")
-    verify = sub.add_parser("verify", help="check a store (and host) holds the manifest's paths")
-    verify.add_argument("manifest", type=Path, help="a manifest .json or .env")
+    verify = action("verify", "check a store (and host) holds the manifest's paths",
+                    VERIFY_DESCRIPTION)
+    verify.add_argument("manifest", metavar="MANIFEST", type=Path,
+                        help="a manifest .json (checks narHash too) or .env")
     verify.add_argument("--store", metavar="URI",
                         help="the Nix store to check, e.g. ssh://choiros-prod, /tmp/prodstore "
                         "(a chroot store) or file:///cache (default: the local store)")
     verify.add_argument("--bin-dir", metavar="DIR", type=Path,
-                        help="also check that DIR/{sandbox,hypervisor,dioxus-desktop} (e.g. "
-                        "/opt/choiros/bin on the host) resolve into the manifest's paths")
+                        help="also check DIR/{sandbox,hypervisor,dioxus-desktop} (e.g. "
+                        "/opt/choiros/bin on the host): each must link into the manifest's "
+                        "paths or be an identical copy of the release's binary")
     verify.add_argument("--check-contents", action="store_true",
                         help="also re-hash the files on the store (nix store verify)")
-    diff = sub.add_parser("diff", help="what changed between two releases")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
-    show = sub.add_parser("show", help="print a manifest")
-    show.add_argument("manifest", type=Path)
+    verify.add_argument("-v", "--verbose", action="store_true",
+                        help="also print one 'ok' line per path and binary that matches")
+    diff = action("diff", "what changed between two releases", DIFF_DESCRIPTION)
+    diff.add_argument("old", metavar="OLD", type=Path, help="the earlier manifest (.json or .env)")
+    diff.add_argument("new", metavar="NEW", type=Path, help="the later manifest (.json or .env)")
+    show = action("show", "print a manifest", SHOW_DESCRIPTION)
+    show.add_argument("manifest", metavar="MANIFEST", type=Path,
+                      help="a manifest .json or .env (told apart by content)")
     show.add_argument("--format", choices=("text", "json", "env", "paths"), default="text",
-                      help="paths: one store path a line, for `nix copy`")
+                      help="text: readable summary; json/env: the manifest in that form; "
+                      "paths: one store path a line, for `nix copy`")
     for command in (build, verify, diff):
-        command.add_argument("--config", metavar="PATH",
-                             help="choirci.yaml (default: $CHOIRCI_CONFIG, else the nearest "
-                             "at or above the current directory)")
+        add_config_argument(command, CONFIG_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,9 +173,7 @@ def run_build(args: argparse.Namespace) -> int:
     gitstate.require_clean(root)
     head = gitstate.head(root)
     env_path, json_path = output_paths(cfg, head.short, args.output, args.json_only)
-    for path in (env_path, json_path):
-        if path is not None:
-            guard_output(root, path)
+    guard_outputs(root, [path for path in (env_path, json_path) if path is not None])
     release = build_release(cfg, closures, root, head)
     for written in mf.write(release, env_path=env_path, json_path=json_path):
         print(f"Release manifest written to {written}")
@@ -142,15 +201,19 @@ def output_paths(cfg: Config, short: str, output: Path | None,
     return (None if json_only else base.with_suffix(".env")), base.with_suffix(".json")
 
 
-def guard_output(root: Path, path: Path) -> None:
+def guard_outputs(root: Path, paths: Sequence[Path]) -> None:
     """Trap §8.4: a manifest written into the checkout makes the next release refuse."""
-    if gitstate.would_dirty(root, path):
-        top = path.absolute().relative_to(root.resolve()).parts[0]
-        raise ChoirciError(
-            f"{path}: inside the checkout {root} and not gitignored, so writing it would "
-            f"dirty the tree and the next release build would refuse; pass --output outside "
-            f"the repo (e.g. /tmp/choiros-release.env) or add '{top}/' to .gitignore"
-        )
+    dirtying = [path for path in paths if gitstate.would_dirty(root, path)]
+    if not dirtying:
+        return
+    lines = " and ".join(f"'{gitstate.ignore_line(root, path)}'" for path in dirtying)
+    them = "them" if len(dirtying) > 1 else "it"
+    raise ChoirciError(
+        f"{', '.join(map(str, dirtying))}: inside the checkout {root} and not gitignored, so "
+        f"writing {them} would dirty the tree and the next release build would refuse; pass "
+        "--output outside the checkout (e.g. /tmp/choiros-release.env), or add the lines "
+        f"{lines} to {root / '.gitignore'} and commit that"
+    )
 
 
 def make_nix(settings: NixSettings, cwd: Path | None, store: str | None = None) -> Nix:
@@ -241,12 +304,19 @@ def run_verify(args: argparse.Namespace) -> int:
         present = [p for p in all_paths(release)
                    if not any(m.expected == p for m in mismatches)]
         mismatches += content_mismatches(nix, release, present, args.store)
+    if args.verbose:
+        print_store_matches(release, mismatches, where)
+    copies: dict[str, str] = {}
     if args.bin_dir is not None:
         observed = observe_bin_dir(release, args.bin_dir)
-        mismatches += mf.compare_running(release, observed, where=str(args.bin_dir))
+        copies = identical_copies(release, observed)
+        found = mf.compare_running(release, observed, str(args.bin_dir), identical=copies)
+        if args.verbose:
+            print_bin_matches(release, args.bin_dir, observed, copies, found)
+        mismatches += found
     for mismatch in mismatches:
         print(f"MISMATCH {mismatch}")
-    print(verify_summary(release, where, mismatches, args.bin_dir))
+    print(verify_summary(release, where, mismatches, args.bin_dir, len(copies)))
     return 1 if mismatches else 0
 
 
@@ -280,8 +350,7 @@ def content_mismatches(nix: Nix, release: Manifest, paths: Sequence[str],
 
 
 def observe_bin_dir(release: Manifest, bin_dir: Path) -> dict[str, str | None]:
-    """``readlink -f DIR/<binary>`` per closure that has one (absent: None). A copied file
-    (host-switch.sh installs copies, trap §8.6) resolves to itself and so mismatches."""
+    """``readlink -f DIR/<binary>`` per closure that has one (absent: None)."""
     if not bin_dir.is_dir():
         raise ChoirciError(f"--bin-dir {bin_dir}: no such directory; pass the host's "
                            "/opt/choiros/bin")
@@ -293,15 +362,67 @@ def observe_bin_dir(release: Manifest, bin_dir: Path) -> dict[str, str | None]:
     return observed
 
 
+def identical_copies(release: Manifest, observed: Mapping[str, str | None]) -> dict[str, str]:
+    """Closure name -> sha256 for each observed binary that is a regular file outside the
+    store path with the release binary's bytes: install-style deploys (host-switch.sh) copy
+    where apply-release-manifest.sh links (trap §8.6). A release binary that is not in the
+    local store cannot be compared, so its copy stays a mismatch."""
+    copies = {}
+    for name, actual in observed.items():
+        closure = release.closure(name)
+        if closure is None or closure.bin_path is None or actual is None \
+                or closure.holds(actual) or not os.path.isfile(actual):
+            continue
+        digest = sha256_of(actual)
+        if digest is not None and digest == sha256_of(closure.bin_path):
+            copies[name] = digest
+    return copies
+
+
+def sha256_of(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def print_store_matches(release: Manifest, mismatches: Sequence[Mismatch], where: str) -> None:
+    bad = {m.closure for m in mismatches}
+    for closure in release.closures:
+        for o in closure.outputs:
+            if closure.name not in bad:
+                hashed = f" with narHash {o.nar_hash}" if o.nar_hash else ""
+                print(f"ok {closure.name}.{o.output}: {o.path} on {where}{hashed}")
+
+
+def print_bin_matches(release: Manifest, bin_dir: Path, observed: Mapping[str, str | None],
+                      copies: Mapping[str, str], mismatches: Sequence[Mismatch]) -> None:
+    bad = {m.closure for m in mismatches}
+    for name, actual in observed.items():
+        closure = release.closure(name)
+        if closure is None or closure.bin is None or name in bad:
+            continue
+        link = bin_dir / Path(closure.bin).name
+        if name in copies:
+            print(f"ok {name}: {link} is an identical copy of {closure.bin_path} "
+                  f"(sha256 {copies[name]})")
+        else:
+            print(f"ok {name}: {link} -> {actual}")
+
+
 def verify_summary(release: Manifest, where: str, mismatches: Sequence[Mismatch],
-                   bin_dir: Path | None) -> str:
+                   bin_dir: Path | None, copies: int = 0) -> str:
     count = len(all_paths(release))
     head = f"release {release.short_sha} ({release.release_sha})"
     if mismatches:
         return f"manifest verify: {head}: {len(mismatches)} mismatch(es) on {where}"
     hashes = "with the manifest's narHash" if release.has_hashes else \
         "(narHash not recorded in a .env manifest: verify the .json to compare hashes)"
-    running = f"; {bin_dir} runs exactly these paths" if bin_dir else ""
+    running = ""
+    if bin_dir is not None:
+        running = f"; {bin_dir} runs exactly these paths" if not copies else \
+            f"; {bin_dir} runs exactly these binaries ({copies} as identical copies)"
     return f"manifest verify: {head}: all {count} store paths present on {where} {hashes}{running}"
 
 
@@ -357,6 +478,10 @@ def parse_diff_closures(text: str) -> list[str]:
 
 def run_show(args: argparse.Namespace) -> int:
     release = mf.load(args.manifest)
+    if args.format == "json" and release.source == "env":
+        raise ChoirciError(f"{args.manifest}: a .env manifest records no narHash, so it cannot "
+                           "be shown as .json; show the .json that `choirci manifest build` "
+                           "wrote beside it")
     if args.format == "paths":
         print("\n".join(all_paths(release)))
     elif args.format == "json":
