@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from choirci import evidence
+from choirci.cli import add_config_argument
 from choirci.commands.gate import optional_config
 from choirci.errors import ChoirciError
 from choirci.redact import Redactor
@@ -33,15 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     merge.add_argument("dirs", nargs="+", metavar="DIR", type=Path, help="shard evidence dirs")
     merge.add_argument("--out", metavar="DIR", type=Path, required=True,
                        help="where the merged evidence goes")
-    merge.add_argument("--choirci-config", metavar="PATH", default=None,
-                       help="config file for gates and redaction (default: nearest, if any)")
+    add_config_argument(merge, "config file for gates and redaction (default: "
+                        "$CHOIRCI_CONFIG, else the nearest choirci.yaml, if any)")
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     if any(d.resolve() == out for d in args.dirs):
         raise ChoirciError(f"--out {args.out} is also an input; write the merge to a new dir")
-    cfg = optional_config(args.choirci_config)
+    cfg = optional_config(args.config)
     record = evidence.merge_dirs(args.dirs)
     redactor = Redactor.from_env(extra=cfg.redact if cfg else ())
     written = evidence.write_all(record, args.out, redactor,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from choirci import config as config_mod
 from choirci import evidence, gates, verdicts
+from choirci.cli import add_config_argument
 from choirci.config import Config
 from choirci.errors import ChoirciError
 from choirci.redact import Redactor
@@ -36,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gates", metavar="DIR", type=Path, default=None,
                         help="gate definitions (default: the config's 'gates', else the "
                         "bundled checks/gates)")
-    parser.add_argument("--choirci-config", metavar="PATH", default=None,
-                        help="config file (default: the nearest choirci.yaml, if any)")
+    add_config_argument(parser, "config file (default: $CHOIRCI_CONFIG, else the nearest "
+                        "choirci.yaml, if any)")
 
 
 def optional_config(explicit: str | None) -> Config | None:
@@ -62,7 +63,7 @@ def check_order(gate: gates.Gate, history: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = optional_config(args.choirci_config)
+    cfg = optional_config(args.config)
     directory = args.evidence or (cfg.evidence_dir if cfg else Path("evidence"))
     gate = gates.load(args.gate, args.gates or (cfg.gates_dir if cfg else None))
     check_order(gate, args.history or directory)
