@@ -369,8 +369,8 @@ def test_a_failed_build_writes_nothing_and_exits_1(
     git(stamp_repo, "commit", "-qam", "broken")
     code, err = build_json(capsys, stamp_repo, tmp_path / "r.json")
     assert code == 1
-    assert "choirci: manifest build: `nix build` of broken failed (exit status 1); no manifest " \
-           "written" in err
+    assert ("choirci: manifest build: closure broken (./pkg#broken) did not build: its builder "
+            "failed with exit code 3 (nix build exit status 1); no manifest written") in err
     assert not (tmp_path / "r.json").exists()
 
 

@@ -21,6 +21,7 @@ from choirci import config as config_mod
 from choirci import gitstate
 from choirci import manifest as mf
 from choirci.cli import add_config_argument
+from choirci.closure_build import OK, ClosureResult, run_batch
 from choirci.config import Closure, Config, NixSettings
 from choirci.errors import ChoirciError
 from choirci.lock import BuildLock
@@ -224,26 +225,28 @@ def make_nix(settings: NixSettings, cwd: Path | None, store: str | None = None) 
 
 def build_release(cfg: Config, closures: Sequence[Closure], root: Path,
                   head: gitstate.Head, now: datetime | None = None) -> Manifest:
+    """The same batched build as ``pytest --grind`` (closure_build.run_batch: one nix build,
+    each closure resolved by its own dry-run entry, path-info with closure sizes)."""
     nix = make_nix(cfg.nix, cfg.root)
     lock_path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
     if lock_path is not None and not lock_path.is_absolute():
         lock_path = cfg.root / lock_path
     with BuildLock(lock_path, timeout=cfg.nix.lock_timeout, notify=_say):
-        result, _ = nix.build([c.installable for c in closures], on_stderr=_say)
-    if not result.ok:
-        names = ", ".join(c.name for c in closures)
-        raise BuildFailed(f"`nix build` of {names} failed ({result.describe_exit()}); "
-                          "no manifest written (the build log is above)")
+        batch = run_batch(nix, closures, progress=_say)
+    failed = [r for r in batch.results.values() if r.status != OK]
+    if failed:
+        raise BuildFailed("; ".join(r.message for r in failed)
+                          + "; no manifest written (the build log is above)")
     try:
         gitstate.require_clean(root)
     except gitstate.DirtyTree as exc:
         # e.g. a root flake without flake.lock gets one written (trap §8.5).
         raise ChoirciError(f"the build changed the checkout: {exc}") from None
-    records = [_record(nix, closure) for closure in closures]
     return Manifest(
         release_sha=head.sha, short_sha=head.short, repo_root=str(root), git_dirty=False,
         created_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        nix_version=str(nix.version()), closures=_with_sizes(nix, records),
+        nix_version=batch.nix_version,
+        closures=tuple(_record(batch.results[c.name]) for c in closures),
     )
 
 
@@ -251,39 +254,22 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _record(nix: Nix, closure: Closure) -> ClosureRecord:
-    # Nix 2.8 prints a batched `build --json` sorted by output path, not in installable
-    # order, so each installable is resolved on its own (already built: evaluation only).
-    result, built = nix.dry_run([closure.installable])
-    if not result.ok or len(built) != 1:
-        raise ChoirciError(f"{closure.name}: cannot resolve {closure.installable} after the "
-                           f"build ({result.describe_exit()}): {result.stderr.strip()[-200:]}")
-    outputs = sorted(built[0].outputs.items(), key=lambda kv: (kv[0] != "out", kv[0]))
+def _record(result: ClosureResult) -> ClosureRecord:
+    closure = result.closure
+    outputs = sorted(result.outputs.items(), key=lambda kv: (kv[0] != "out", kv[0]))
     binary = mf.CLASSIC.get(closure.name, (None, None))[1]
     record = ClosureRecord(
-        name=closure.name, installable=closure.installable, drv_path=built[0].drv_path,
-        bin=binary, outputs=tuple(StorePath(name, path) for name, path in outputs if path),
+        name=closure.name, installable=closure.installable, drv_path=result.drv_path, bin=binary,
+        outputs=tuple(
+            StorePath(name, path, result.infos[path].nar_hash, result.infos[path].nar_size,
+                      result.infos[path].closure_size)
+            for name, path in outputs
+        ),
     )
     if record.bin_path and not os.access(record.bin_path, os.X_OK):
         raise BuildFailed(f"{closure.name}: {record.bin_path} is missing or not executable; "
                           "the release scripts run it from /opt/choiros/bin")
     return record
-
-
-def _with_sizes(nix: Nix, records: list[ClosureRecord]) -> tuple[ClosureRecord, ...]:
-    infos = nix.path_info([o.path for r in records for o in r.outputs], closure_size=True)
-    out = []
-    for record in records:
-        outputs = []
-        for o in record.outputs:
-            info = infos.get(o.path)
-            if info is None:
-                raise ChoirciError(f"{record.name}: {o.path} is not valid after the build")
-            outputs.append(StorePath(o.output, o.path, info.nar_hash, info.nar_size,
-                                     info.closure_size))
-        out.append(ClosureRecord(record.name, tuple(outputs), record.installable,
-                                 record.drv_path, record.bin))
-    return tuple(out)
 
 
 # --------------------------------------------------------------------------- verify
