@@ -63,9 +63,7 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
 
 
 def make_nix(config: Config) -> Nix:
-    nix = config.nix
-    return Nix(binary=nix.binary, extra_args=nix.extra_args, cwd=config.root,
-               build_timeout=nix.build_timeout)
+    return Nix.from_settings(config.nix, config.root)
 
 
 def announcer(config: pytest.Config) -> Callable[[str], None]:
@@ -94,10 +92,7 @@ def announcer(config: pytest.Config) -> Callable[[str], None]:
 
 
 def build_lock(config: pytest.Config, cfg: Config) -> BuildLock:
-    path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
-    if path is not None and not path.is_absolute():
-        path = cfg.root / path
-    return BuildLock(path, timeout=cfg.nix.lock_timeout, notify=announcer(config))
+    return BuildLock.for_config(cfg, notify=announcer(config))
 
 
 def require_nix(nix: Nix, cfg: Config) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from choirci.config import Config
 from choirci.errors import ChoirciError
 
 LOCK_NAME = "choirci-build.lock"
@@ -99,6 +100,15 @@ _HELD: dict[str, _Held] = {}
 
 class BuildLock:
     """``with BuildLock(path, timeout, notify):`` waits (announcing the holder), or raises."""
+
+    @classmethod
+    def for_config(cls, cfg: Config, notify: Notify | None = None) -> BuildLock:
+        """The lock ``nix.lock_path``/``nix.lock_timeout`` name (a relative path is taken
+        from the config file's directory)."""
+        path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
+        if path is not None and not path.is_absolute():
+            path = cfg.root / path
+        return cls(path, timeout=cfg.nix.lock_timeout, notify=notify)
 
     def __init__(self, path: Path | None = None, timeout: float = 1800.0,
                  notify: Notify | None = None) -> None:

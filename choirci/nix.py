@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from choirci import proc
+from choirci.config import NixSettings
 from choirci.errors import ChoirciError
 from choirci.nix_formats import (
     BuiltPath,
@@ -56,6 +57,14 @@ class Nix:
     _version: NixVersion | None = field(default=None, init=False, repr=False)
 
     # ----------------------------------------------------------------- building blocks
+
+    @classmethod
+    def from_settings(cls, settings: NixSettings, cwd: Path | None,
+                      store: str | None = None) -> Nix:
+        """The Nix that the config's ``nix:`` section describes (``store``: ``--store URI``)."""
+        store_args = ("--store", store) if store else ()
+        return cls(binary=settings.binary, extra_args=(*settings.extra_args, *store_args),
+                   cwd=cwd, build_timeout=settings.build_timeout)
 
     def argv(self, *args: str, extra: bool = True) -> list[str]:
         extras = self.extra_args if extra else ()

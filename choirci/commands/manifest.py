@@ -217,21 +217,12 @@ def guard_outputs(root: Path, paths: Sequence[Path]) -> None:
     )
 
 
-def make_nix(settings: NixSettings, cwd: Path | None, store: str | None = None) -> Nix:
-    store_args = ("--store", store) if store else ()
-    return Nix(binary=settings.binary, extra_args=(*settings.extra_args, *store_args),
-               cwd=cwd, build_timeout=settings.build_timeout)
-
-
 def build_release(cfg: Config, closures: Sequence[Closure], root: Path,
                   head: gitstate.Head, now: datetime | None = None) -> Manifest:
     """The same batched build as ``pytest --grind`` (closure_build.run_batch: one nix build,
     each closure resolved by its own dry-run entry, path-info with closure sizes)."""
-    nix = make_nix(cfg.nix, cfg.root)
-    lock_path = Path(cfg.nix.lock_path) if cfg.nix.lock_path else None
-    if lock_path is not None and not lock_path.is_absolute():
-        lock_path = cfg.root / lock_path
-    with BuildLock(lock_path, timeout=cfg.nix.lock_timeout, notify=_say):
+    nix = Nix.from_settings(cfg.nix, cfg.root)
+    with BuildLock.for_config(cfg, notify=_say):
         batch = run_batch(nix, closures, progress=_say)
     failed = [r for r in batch.results.values() if r.status != OK]
     if failed:
@@ -277,7 +268,7 @@ def _record(result: ClosureResult) -> ClosureRecord:
 
 def run_verify(args: argparse.Namespace) -> int:
     release = mf.load(args.manifest)
-    nix = make_nix(_nix_settings(args.config), None, args.store)
+    nix = Nix.from_settings(_nix_settings(args.config), None, args.store)
     where = args.store or "local"
     check_store_exists(args.store)
     try:
@@ -424,7 +415,7 @@ def _nix_settings(explicit: str | None) -> NixSettings:
 
 def run_diff(args: argparse.Namespace) -> int:
     old, new = mf.load(args.old), mf.load(args.new)
-    nix = make_nix(_nix_settings(args.config), None)
+    nix = Nix.from_settings(_nix_settings(args.config), None)
     print(f"release {old.short_sha} -> {new.short_sha}")
     for change in mf.diff(old, new):
         print(f"  {change.name}: {change.status}")
