@@ -160,7 +160,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
 
 
 class AreaCollection:
-    """Adds the synthetic areas (closures, loops, rust) to the session's items."""
+    """Adds the areas (closures, loops, rust, hosts, release) to the session's items."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
