@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from choirci.config import RustTarget
 from choirci.matrix import AREA_HAS_ITEMS
+from choirci.rustconfig import RustTarget
 from choirci.rustplan import parse_selection
 from choirci.settings import Settings
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from choirci import cargo as cargo_mod
-from choirci.config import RustSettings
 from choirci.errors import ConfigError, ToolMissing
+from choirci.rustconfig import RustSettings
 
 CACHE_MAX_AGE = 86400.0  # discovery files of finished xdist runs are removed after a day
 

@@ -137,3 +137,13 @@ def _guess_toml_lines(text: str, located: Located) -> None:
         if inside and key:
             dotted = f"{section}.{key.group(1)}" if section else key.group(1)
             located.lines.setdefault(dotted, number)
+
+
+def describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)

@@ -21,7 +21,7 @@ from choirci.cargo import (
     parse_metadata,
     run_argv,
 )
-from choirci.config import RustSettings, RustTarget
+from choirci.rustconfig import RustSettings, RustTarget
 from choirci.errors import ConfigError
 from choirci.nix import Nix
 from choirci.proc import CommandResult

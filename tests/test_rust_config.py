@@ -8,9 +8,10 @@ import pytest
 
 from choirci import config
 from choirci.errors import ConfigError
+from choirci.rustconfig import RustSettings
 
 
-def load(tmp_path: Path, text: str) -> config.RustSettings:
+def load(tmp_path: Path, text: str) -> RustSettings:
     path = tmp_path / "choirci.yaml"
     path.write_text(text)
     return config.load(path).rust
