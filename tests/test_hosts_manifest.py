@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from hostenv.build import Binaries, next_build, write_manifest
-from hostenv.fixtures import HostUnderTest, git, nspawn_test_host
+from hostenv.fixtures import HostUnderTest, git, sh
 from hostenv.nspawn import NspawnHost
 
 GONE = "/nix/store/0000000000000000000000000000000a-choiros-mini-desktop-gone"
@@ -122,31 +122,6 @@ def test_dirty_workspace_off_main_fails(pytester: pytest.Pytester, plain_host: H
 
 
 # --------------------------------------------------------------------------- systemd host
-
-
-@pytest.fixture(scope="module")
-def booted(nspawn_host: NspawnHost, choiros_binaries: Binaries) -> HostUnderTest:
-    return nspawn_test_host(nspawn_host, choiros_binaries)
-
-
-def sh(host: NspawnHost, command: str) -> str:
-    result = host.run(command, timeout=60)
-    assert result.returncode == 0, f"{command}: {result.stderr}"
-    return result.stdout
-
-
-@pytest.fixture
-def broken(nspawn_host: NspawnHost) -> Iterator[Any]:
-    """Apply a breakage with ``broken(do, undo)``; the undo always runs."""
-    undo: list[str] = []
-
-    def apply(do: str, repair: str) -> None:
-        undo.append(repair)
-        sh(nspawn_host, do)
-
-    yield apply
-    for command in reversed(undo):
-        sh(nspawn_host, command)
 
 
 def test_systemd_host_runs_its_release(pytester: pytest.Pytester, booted: HostUnderTest,

@@ -10,28 +10,16 @@ when this machine cannot boot systemd-nspawn.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hostenv.fixtures import HostUnderTest, nspawn_test_host
+from hostenv.fixtures import HostUnderTest, sh
 from hostenv.nspawn import NspawnHost
-
-
-@pytest.fixture(scope="module")
-def booted(nspawn_host: NspawnHost, choiros_binaries: Any) -> HostUnderTest:
-    return nspawn_test_host(nspawn_host, choiros_binaries)
 
 
 def grind(pytester: pytest.Pytester, host: HostUnderTest, *args: str, **overrides: Any) -> pytest.RunResult:
     host.write_config(pytester.path, **overrides)
     return pytester.runpytest_subprocess("--grind", "-m", "host", "-p", "no:cacheprovider", "-rfEs", *args)
-
-
-def sh(host: NspawnHost, command: str) -> str:
-    result = host.run(command, timeout=60)
-    assert result.returncode == 0, f"{command}: {result.stderr}"
-    return result.stdout
 
 
 def test_healthy_host_passes(pytester: pytest.Pytester, booted: HostUnderTest, nspawn_host: NspawnHost) -> None:
@@ -46,20 +34,6 @@ def test_healthy_host_passes(pytester: pytest.Pytester, booted: HostUnderTest, n
         "*test_unit_enabled[[]hypervisor-ssh://choirci-nspawn[]] PASSED*",
         "*test_port_listening[[]8081-ssh://choirci-nspawn[]] PASSED*",
     ])
-
-
-@pytest.fixture
-def broken(nspawn_host: NspawnHost) -> Iterator[Any]:
-    """Apply a breakage with ``broken(do, undo)``; the undo always runs."""
-    undo: list[str] = []
-
-    def apply(do: str, repair: str) -> None:
-        undo.append(repair)
-        sh(nspawn_host, do)
-
-    yield apply
-    for command in reversed(undo):
-        sh(nspawn_host, command)
 
 
 def _restart_with(unit: str, env_file: str, line: str) -> tuple[str, str]:

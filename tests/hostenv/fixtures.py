@@ -170,3 +170,32 @@ def nspawn_test_host(host: nspawn.NspawnHost, binaries: build.Binaries) -> HostU
         "workspace": [],  # no git in the test rootfs; the plain host has the workspace checks
     }
     return HostUnderTest(f"ssh://{host.alias}?ssh_config={host.ssh_config}", host.ssh_config, host.alias, checks)
+
+
+# --------------------------------------------------------------------------- nspawn test helpers
+
+
+@pytest.fixture(scope="module")
+def booted(nspawn_host: nspawn.NspawnHost, choiros_binaries: build.Binaries) -> HostUnderTest:
+    return nspawn_test_host(nspawn_host, choiros_binaries)
+
+
+def sh(host: nspawn.NspawnHost, command: str) -> str:
+    result = host.run(command, timeout=60)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture
+def broken(nspawn_host: nspawn.NspawnHost) -> Iterator[Any]:
+    """Apply a breakage with ``broken(do, undo)``; the undo always runs."""
+    undo: list[str] = []
+
+    def apply(do: str, repair: str) -> None:
+        undo.append(repair)
+        sh(nspawn_host, do)
+
+    yield apply
+    for command in reversed(undo):
+        sh(nspawn_host, command)
+
