@@ -36,6 +36,7 @@ from typing import Any
 
 from choirci.errors import ConfigError
 from choirci.yamlpos import Located, load_yaml
+from choirci.yamlpos import describe as _describe
 
 MATCH_KEYS = ("closure", "loop", "rust", "node", "area", "marker", "host", "check")
 SELECTOR_KEYS = (*MATCH_KEYS, "where", "expect")
@@ -165,17 +166,6 @@ class _Check:
         if not items or any(isinstance(v, (dict, list)) or v is None for v in items):
             raise self.fail(path, "expected a value, a list of values, or true for 'recorded'")
         return tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in items)
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, (dict, list)):
-        kind = "a mapping" if isinstance(value, dict) else "a list"
-        return kind if value else kind.replace("a ", "an empty ", 1)
-    if isinstance(value, str) and not value.strip():
-        return "an empty string" if not value else "only whitespace"
-    return repr(value)
 
 
 def parse(located: Located, gate_id: str) -> Gate:

@@ -50,6 +50,8 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from choirci.text import ANSI
+
 PASSED = "passed"
 FAILED = "failed"
 IGNORED = "ignored"
@@ -68,7 +70,6 @@ _SUMMARY = re.compile(
     r"(?:; finished in (?P<secs>[\d.]+)s)?"
 )
 _PANIC = re.compile(r"^thread '(?P<thread>[^']*)'(?: \(\d+\))? panicked at (?P<where>[^\n]*?):?$")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -272,7 +273,7 @@ def _message_lines(lines: Iterable[str]) -> str:
 
 def clean(text: str) -> str:
     """Drop ANSI colour sequences and show other control characters as ``\\xNN``."""
-    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    text = ANSI.sub("", text.replace("\r\n", "\n"))
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 

@@ -140,10 +140,12 @@ def _guess_toml_lines(text: str, located: Located) -> None:
 
 
 def describe(value: Any) -> str:
+    """What a config value is, for "expected X, got Y" errors (says when it is empty)."""
     if value is None:
         return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
+    if isinstance(value, (dict, list)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        return kind if value else kind.replace("a ", "an empty ", 1)
+    if isinstance(value, str) and not value.strip():
+        return "an empty string" if not value else "only whitespace"
     return repr(value)

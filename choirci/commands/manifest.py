@@ -27,6 +27,7 @@ from choirci.errors import ChoirciError
 from choirci.lock import BuildLock
 from choirci.manifest import ClosureRecord, Manifest, Mismatch, StorePath
 from choirci.nix import EXPERIMENTAL, Nix, NixError
+from choirci.text import ANSI
 
 HELP = "release manifests: build from a clean tree, verify a store or host, diff, show"
 
@@ -101,7 +102,6 @@ CONFIG_HELP = ("choirci.yaml (default: $CHOIRCI_CONFIG, else the nearest at or a
 
 STORE_PATH_IN_VERIFY = re.compile(r"path '(?P<path>/[^']+)' was modified! expected hash "
                                   r"'(?P<expected>[^']+)', got '(?P<actual>[^']+)'")
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class BuildFailed(ChoirciError):
