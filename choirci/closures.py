@@ -26,7 +26,6 @@ from typing import Self
 
 import pytest
 
-from choirci import redact
 from choirci import settings as settings_mod
 from choirci.closure_build import (
     ERROR,
@@ -39,7 +38,7 @@ from choirci.closure_build import (
 )
 from choirci.config import Closure, Config
 from choirci.errors import ChoirciError
-from choirci.items import AreaCollector, ChoirciItem, ItemFailed
+from choirci.items import AreaCollector, ChoirciItem, ItemFailed, announcer, harness_error
 from choirci.lock import BuildLock
 from choirci.nix import Nix
 from choirci.settings import Settings
@@ -62,35 +61,6 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
 # --------------------------------------------------------------------------- shared helpers
 
 
-def make_nix(config: Config) -> Nix:
-    return Nix.from_settings(config.nix, config.root)
-
-
-def announcer(config: pytest.Config) -> Callable[[str], None]:
-    """Print a line to the terminal (or the log on xdist workers, which have none)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    guard = threading.Lock()  # nix output arrives on reader threads
-
-    settings = settings_mod.get(config)
-    extra = settings.config.redact if settings else ()
-
-    def say(line: str) -> None:
-        # The terminal is the CI log: it gets the same redaction as the evidence files.
-        line = redact.for_terminal(line, extra)
-        with guard:
-            if reporter is None:
-                log.warning("%s", line)
-            elif capture is not None:
-                # Progress must reach the terminal while the item runs, not its captured output.
-                with capture.global_and_fixture_disabled():
-                    reporter.write_line(line)
-            else:
-                reporter.write_line(line)
-
-    return say
-
-
 def build_lock(config: pytest.Config, cfg: Config) -> BuildLock:
     return BuildLock.for_config(cfg, notify=announcer(config))
 
@@ -103,11 +73,6 @@ def require_nix(nix: Nix, cfg: Config) -> None:
         pytest.skip(f"'{nix.binary}' not found on PATH (nix.missing: skip in choirci.yaml)")
     harness_error(f"'{nix.binary}' not found on PATH; install Nix, set nix.binary in "
                   "choirci.yaml, or set nix.missing: skip to skip Nix items")
-
-
-def harness_error(message: str) -> None:
-    """Report a harness problem as a one-line ERROR (setup phase), never a traceback."""
-    pytest.fail(f"choirci: {message}", pytrace=False)
 
 
 class Progress:
@@ -199,7 +164,7 @@ class ClosuresArea(AreaCollector):
         settings = settings_mod.get(self.config)
         assert settings is not None
         cfg = settings.config
-        nix = make_nix(cfg)
+        nix = Nix.from_settings(cfg.nix, cfg.root)
         require_nix(nix, cfg)
         selected = [item.closure for item in self.session.items
                     if isinstance(item, ClosureItem) and item.parent is self]

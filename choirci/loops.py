@@ -16,20 +16,12 @@ import pytest
 
 from choirci import proc
 from choirci import settings as settings_mod
-from choirci.closures import (
-    XDIST_GROUP,
-    Progress,
-    announcer,
-    build_lock,
-    harness_error,
-    make_nix,
-    require_nix,
-)
+from choirci.closures import XDIST_GROUP, Progress, build_lock, require_nix
 from choirci.config import LoopStep
 from choirci.errors import ChoirciError
-from choirci.items import AreaCollector, ChoirciItem, ItemFailed
+from choirci.items import AreaCollector, ChoirciItem, ItemFailed, announcer, harness_error
 from choirci.lock import BuildLock
-from choirci.nix import tail
+from choirci.nix import Nix, tail
 from choirci.settings import Settings
 
 AREA = "loops"
@@ -63,7 +55,7 @@ class LoopItem(ChoirciItem):
         assert settings is not None
         cfg = settings.config
         if self.step.develop is not None:
-            nix = make_nix(cfg)
+            nix = Nix.from_settings(cfg.nix, cfg.root)
             require_nix(nix, cfg)
             self.argv = nix.develop_argv(self.step.develop, self.step.argv)
         elif proc.which(self.step.argv[0]) is None:

@@ -22,9 +22,9 @@ import pytest
 
 from choirci import settings as settings_mod
 from choirci.cargo import Cargo
-from choirci.closures import announcer, make_nix
 from choirci.errors import ChoirciError
-from choirci.items import AreaCollector, ChoirciItem, ItemFailed
+from choirci.items import AreaCollector, ChoirciItem, ItemFailed, announcer
+from choirci.nix import Nix
 from choirci.rustplan import (
     BinaryPlan,
     Problem,
@@ -51,7 +51,7 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
     except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None
     cfg = settings.config
-    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=make_nix(cfg), cwd=cfg.root,
+    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
                   timeout=rust.build_timeout, progress=announcer(session.config))
     plans = _shared_discovery(session.config, lambda: discover(wanted, cargo),
                               key=(str(cfg.root), rust, wanted))
