@@ -1,4 +1,4 @@
-"""Base classes shared by the synthetic areas (closures, loops, rust).
+"""Base classes and helpers shared by the synthetic areas (closures, loops, rust).
 
 Conventions every area follows:
 
