@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from choirci import proc
-from choirci.closure_build import run_batch
 from choirci.config import load
-from choirci.nix import EXPERIMENTAL, Nix
+from choirci.nix.adapter import EXPERIMENTAL, Nix
+from choirci.nix.build import run_batch
 
 OFFLINE = ("experimental-features = nix-command flakes\nsubstituters =\nsandbox = false\n"
            "build-users-group =\nflake-registry = {registry}")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import HostToolError, config_of, fail, params, run
-from choirci.hostprobe import (
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import HostToolError, config_of, fail, params, run
+from choirci.hosts.probe import (
     binary_command,
     df_command,
     expected_binary,

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import HostToolError, fail, run
-from choirci.hostprobe import environ_command, parse_environ
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import HostToolError, fail, run
+from choirci.hosts.probe import environ_command, parse_environ
 
 pytestmark = pytest.mark.host
 

@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import config_of, fail, http_get, params
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import config_of, fail, http_get, params
 
 pytestmark = pytest.mark.host
 SANDBOX_SERVICE = "choiros-sandbox"

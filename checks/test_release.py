@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import (
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import (
     HostToolError,
     HostWarning,
     config_of,
@@ -28,21 +28,18 @@ from choirci.hostlib import (
     run,
     store_url,
 )
-from choirci.hostprobe import (
+from choirci.hosts.probe import binary_command, parse_binary, parse_unit, unit_command, unit_name
+from choirci.hosts.promoted import (
     RunningExe,
-    binary_command,
     exe_command,
-    parse_binary,
     parse_exes,
     parse_roots,
     parse_store,
-    parse_unit,
     roots_command,
     store_command,
-    unit_command,
-    unit_name,
 )
-from choirci.manifest import CLASSIC, ClosureRecord, Manifest, Mismatch, compare_running
+from choirci.release.compare import Mismatch, compare_running
+from choirci.release.manifest import CLASSIC, ClosureRecord, Manifest
 
 pytestmark = pytest.mark.host
 

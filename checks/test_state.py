@@ -15,18 +15,10 @@ from typing import Any
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import config_of, fail, has_systemd, params, run
-from choirci.hostprobe import (
-    Checkout,
-    git_command,
-    modes_command,
-    parse_git,
-    parse_modes,
-    parse_unit,
-    unit_command,
-    unit_name,
-)
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import config_of, fail, has_systemd, params, run
+from choirci.hosts.probe import parse_unit, unit_command, unit_name
+from choirci.hosts.promoted import Checkout, git_command, modes_command, parse_git, parse_modes
 
 pytestmark = pytest.mark.host
 SHOWN = 5  # dirty entries named in the failure line

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from choirci.hostconfig import HostChecks
-from choirci.hostlib import HostToolError, config_of, fail, params, run
-from choirci.hostprobe import listening_ports, parse_unit, ports_command, unit_command, unit_name
+from choirci.config.hosts import HostChecks
+from choirci.hosts.lib import HostToolError, config_of, fail, params, run
+from choirci.hosts.probe import listening_ports, parse_unit, ports_command, unit_command, unit_name
 
 pytestmark = pytest.mark.host
 

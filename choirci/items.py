@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from choirci import redact
 from choirci import settings as settings_mod
 from choirci.errors import ChoirciError
+from choirci.evidence import redact
 
 log = logging.getLogger("choirci")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from choirci.matrix import AREA_HAS_ITEMS
-from choirci.rustconfig import RustTarget
-from choirci.rustplan import parse_selection
+from choirci import areas
+from choirci.config.rust import RustTarget
+from choirci.rust.plan import parse_selection
 from choirci.settings import Settings
 
 
@@ -47,9 +47,9 @@ def _others(settings: Settings) -> Iterator[LeftOut]:
     if _area_off(settings, "loops"):
         for step in cfg.loops:
             yield LeftOut(f"loops::{step.name}", ("loop",), "not selected (--area)")
-    if _area_off(settings, "hosts") and AREA_HAS_ITEMS["hosts"](cfg):
+    if _area_off(settings, "hosts") and areas.get("hosts").has_items(cfg):
         yield LeftOut("hosts::*", ("host",), "host checks not selected (--area)")
-    if _area_off(settings, "release") and AREA_HAS_ITEMS["release"](cfg):
+    if _area_off(settings, "release") and areas.get("release").has_items(cfg):
         yield LeftOut("release::prompt_smoke", (), "not selected (--area)")
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from choirci import areas
 from choirci import config as config_mod
 from choirci.errors import ChoirciError
-from choirci.rustplan import parse_selection
+from choirci.rust.plan import parse_selection
 from choirci.settings import SETTINGS, Settings
 
 MARKERS = {
@@ -24,16 +25,6 @@ MARKERS = {
     "host": "a testinfra check of a grind/prod host (choirci hosts area)",
     "loop": "a CI-parity fast-loop step such as cargo fmt --check (choirci loops area)",
 }
-
-# area name -> module exposing ``collect_area(session, settings) -> pytest.Collector | None``.
-# The root collector's nodeid is the area name: node ids read ``rust::sandbox::bin::test``.
-AREAS = (
-    ("closures", "choirci.closures"),
-    ("loops", "choirci.loops"),
-    ("rust", "choirci.rusttests"),
-    ("hosts", "choirci.hostchecks"),  # testinfra checks from checks/ (issue 4)
-    ("release", "choirci.release"),  # release::prompt_smoke, only with release.prompt_url
-)
 
 # Build output and tool caches that never hold Python tests: skip them when walking a workspace.
 IGNORED_DIRS = ("target", "result", ".direnv", "node_modules", ".venv")
@@ -71,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="AREA",
-        choices=[name for name, _ in AREAS],
+        choices=list(areas.NAMES),
         help="with --grind: collect only this area (repeatable; default: all). Unlike -m, other "
         "areas are not even collected, so a shard of closures never compiles Rust tests.",
     )
@@ -113,7 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(AreaCollection(settings), "choirci-areas")
-    from choirci.recorder import Recorder
+    from choirci.session.recorder import Recorder
 
     config.pluginmanager.register(Recorder(config, settings), "choirci-recorder")
 
@@ -170,10 +161,10 @@ class AreaCollection:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         # tryfirst: our items must exist before -k/-m deselection and xdist scheduling.
-        for name, module_name in AREAS:
-            if self.settings.areas and name not in self.settings.areas:
+        for area in areas.AREAS:
+            if self.settings.areas and area.name not in self.settings.areas:
                 continue
-            module: Any = importlib.import_module(module_name)
+            module: Any = importlib.import_module(area.module)
             root = module.collect_area(session, self.settings)
             if root is not None:
                 items.extend(session.genitems(root))
@@ -181,7 +172,7 @@ class AreaCollection:
 
     def _record_left_out(self, config: pytest.Config) -> None:
         """Configured items that --area/--closure/--rust-test kept out are recorded as
-        deselected, so a gate never passes on a narrowed run (see narrowing.py)."""
+        deselected, so a gate never passes on a narrowed run (see choirci.narrowing)."""
         from choirci.narrowing import left_out
 
         recorder = config.pluginmanager.get_plugin("choirci-recorder")

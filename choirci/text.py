@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import re
 
-from choirci.results import ItemResult
-
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # XML 1.0 allows \t \n \r; everything else below 0x20, DEL..0x9F except NEL, surrogates and
 # the non-characters U+FFFE/U+FFFF are refused by parsers (and by Jenkins).
@@ -38,19 +36,6 @@ def cut(text: str, limit: int, pointer: str) -> str:
     head = (limit * 2) // 5
     tail = limit - head
     return text[:head] + marker + text[len(text) - tail :]
-
-
-def full_log_pointer(item: ItemResult) -> str:
-    """Where the uncut log of ``item`` lives (shown in the cut marker)."""
-    drv = item.prop("drv_path")
-    if drv:
-        return f"nix log {drv}"
-    if item.prop("log"):
-        return str(item.prop("log"))
-    command = item.prop("command")
-    if command:
-        return f"re-run `{command}`"
-    return f"re-run `pytest --grind '{item.nodeid}'`"
 
 
 def seconds(value: float) -> str:

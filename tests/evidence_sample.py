@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from choirci.results import ItemResult, Provenance, RunRecord, ShardRun, TreeState
+from choirci.evidence.record import ItemResult, Provenance, RunRecord, ShardRun, TreeState
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "evidence"

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from choirci import libtest, rustplan, rustrun
-from choirci.cargo import (
+from choirci.config.rust import RustSettings, RustTarget
+from choirci.errors import ConfigError
+from choirci.nix.adapter import Nix
+from choirci.proc import CommandResult
+from choirci.rust import libtest
+from choirci.rust import plan as rustplan
+from choirci.rust import run as rustrun
+from choirci.rust.cargo import (
     Build,
     Cargo,
     CargoError,
@@ -21,10 +27,6 @@ from choirci.cargo import (
     parse_metadata,
     run_argv,
 )
-from choirci.rustconfig import RustSettings, RustTarget
-from choirci.errors import ConfigError
-from choirci.nix import Nix
-from choirci.proc import CommandResult
 
 
 @pytest.mark.parametrize(
@@ -239,7 +241,7 @@ def test_long_commands_are_shortened_for_the_evidence() -> None:
 
 
 def test_compile_progress_relays_compiling_lines_rate_limited() -> None:
-    from choirci.cargo import _compile_progress
+    from choirci.rust.cargo import _compile_progress
 
     seen: list[str] = []
     relay = _compile_progress(seen.append, every=3600)
@@ -251,3 +253,20 @@ def test_compile_progress_relays_compiling_lines_rate_limited() -> None:
     assert seen == ["cargo: Compiling shared-types v0.1.0 (/ws/shared-types)",
                     "cargo: Finished `test` profile [unoptimized] target(s) in 1.5s"]
     assert _compile_progress(None) is None
+
+
+def test_compile_progress_relays_the_first_line_on_a_clock_that_starts_at_zero() -> None:
+    """time.monotonic() counts from boot: on a machine up for a second the first line must
+    still show (a rate limiter starting at 0.0 dropped it)."""
+    from choirci.rust.cargo import _compile_progress
+
+    now = [0.0]
+    seen: list[str] = []
+    relay = _compile_progress(seen.append, every=2.0, clock=lambda: now[0])
+    assert relay is not None
+    relay("   Compiling a v0.1.0")
+    now[0] = 1.0
+    relay("   Compiling b v0.1.0")
+    now[0] = 2.5
+    relay("   Compiling c v0.1.0")
+    assert seen == ["cargo: Compiling a v0.1.0", "cargo: Compiling c v0.1.0"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from choirci.closure_build import Evidence, classify
-from choirci.nix_formats import PathInfo, Plan
+from choirci.nix.build import Evidence, classify
+from choirci.nix.formats import PathInfo, Plan
 from choirci.proc import CommandResult
 
 DRV = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-sandbox-0.1.0.drv"

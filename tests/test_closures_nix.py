@@ -201,7 +201,7 @@ def test_lock_timeout_is_a_clear_error(pytester: pytest.Pytester, nix_on: Path) 
                    config(pytester, timeout=1))
     holder = subprocess.Popen(
         [sys.executable, "-c", ("import sys, time; from pathlib import Path; "
-         "from choirci.lock import BuildLock; BuildLock(Path(sys.argv[1])).acquire(); "
+         "from choirci.nix.lock import BuildLock; BuildLock(Path(sys.argv[1])).acquire(); "
          "print('locked', flush=True); time.sleep(60)"), str(pytester.path / "build.lock")],
         stdout=subprocess.PIPE, text=True)
     try:

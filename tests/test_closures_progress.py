@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from choirci.closures import PROGRESS_INTERVAL, Progress
+from choirci.nix.closures import PROGRESS_INTERVAL, Progress
 
 
 def test_steps_are_echoed_and_log_lines_throttled() -> None:

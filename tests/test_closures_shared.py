@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from choirci.closures import STALE_BATCH_SECONDS, prune_stale_batches
+from choirci.nix.closures import STALE_BATCH_SECONDS, prune_stale_batches
 
 
 def test_prune_removes_only_old_shared_batches(tmp_path: Path) -> None:

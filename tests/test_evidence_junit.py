@@ -12,8 +12,8 @@ import pytest
 import xmlschema
 from evidence_sample import XSD, golden, host_check, item, run, sample_record
 
-from choirci import junit
-from choirci.results import RunRecord
+from choirci.evidence import junit
+from choirci.evidence.record import RunRecord
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from evidence_sample import golden, item, run, sample_record
 
-from choirci import atomic, evidence, gates, markdown, verdicts
-from choirci.redact import Redactor
-from choirci.results import RunRecord
+from choirci.evidence import atomic, markdown
+from choirci.evidence import files as evidence
+from choirci.evidence.record import RunRecord
+from choirci.evidence.redact import Redactor
+from choirci.gates import definitions as gates
+from choirci.gates import verdicts
 
 
 def test_run_report_matches_golden() -> None:

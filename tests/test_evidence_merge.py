@@ -11,10 +11,10 @@ from evidence_sample import closure, host_check, item, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choirci import evidence
 from choirci.cli import main
-from choirci.redact import Redactor
-from choirci.results import RunRecord, from_json, merge, run_verdict
+from choirci.evidence import files as evidence
+from choirci.evidence.record import RunRecord, from_json, merge, run_verdict
+from choirci.evidence.redact import Redactor
 
 OUTCOMES = st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "missing"])
 SHARDS = st.sampled_from(["", "sandbox", "hypervisor", "desktop"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from choirci.outcomes import phase_outcome
+from choirci.session.outcomes import phase_outcome
 
 
 def report(when: str, outcome: str, properties: list[tuple[str, object]] | None = None

@@ -12,11 +12,14 @@ from evidence_sample import closure, host_check, item, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choirci import evidence, markdown, outcomes, verdicts
 from choirci.cli import main
-from choirci.gates import Gate, GateItem, Selector
-from choirci.redact import Redactor
-from choirci.results import ItemResult, RunRecord, counts_text, merge, run_verdict
+from choirci.evidence import files as evidence
+from choirci.evidence import markdown
+from choirci.session import outcomes
+from choirci.evidence.record import ItemResult, RunRecord, counts_text, merge, run_verdict
+from choirci.evidence.redact import Redactor
+from choirci.gates import verdicts
+from choirci.gates.definitions import Gate, GateItem, Selector
 
 OTHER = "2bc0ffee2533ccdb07c504301e4e55bd5781ff2a"
 

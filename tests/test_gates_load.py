@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from evidence_sample import GOLDEN
 
-from choirci import gates
 from choirci.errors import ConfigError
+from choirci.gates import definitions as gates
 
 SEED = GOLDEN / "seed-bootstrap-checklists.md"
 PHASES = {"phase-1": "Phase 1 Issue", "phase-2": "Phase 2 Issue", "phase-3": "Phase 3 Issue",
@@ -24,7 +24,7 @@ def seed_items(heading: str) -> list[str]:
     start = text.index(f"## {heading}")
     end = text.find("\n## ", start + 3)
     block = text[start: end if end != -1 else None]
-    return re.findall(r"^- \[ \] (.+?)\s*$", block, flags=re.M)
+    return re.findall(r"^- \[ \] (.+?)\s*$", block, flags=re.MULTILINE)
 
 
 def test_all_bundled_gates_load_in_phase_order() -> None:

@@ -10,10 +10,12 @@ from evidence_sample import closure, host_check, item, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choirci import evidence, gates, verdicts
 from choirci.cli import main
-from choirci.redact import Redactor
-from choirci.results import RunRecord
+from choirci.evidence import files as evidence
+from choirci.evidence.record import RunRecord
+from choirci.evidence.redact import Redactor
+from choirci.gates import definitions as gates
+from choirci.gates import verdicts
 
 PHASE2 = gates.load("phase-2")
 NAMES = ("sandbox", "desktop", "hypervisor")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from choirci import hostprobe
 from choirci.config import load
 from choirci.errors import ConfigError
-from choirci.hosts import SshReuse, redact_spec, resolve_targets
+from choirci.hosts import probe as hostprobe
+from choirci.hosts import promoted
+from choirci.hosts.connect import SshReuse, redact_spec, resolve_targets
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -79,31 +80,31 @@ def test_release_and_state_keys(tmp_path: Path) -> None:
 
 
 def test_parse_release_probes() -> None:
-    exes = hostprobe.parse_exes("EXE 7 ab /opt/choiros/bin/h (deleted)\nEXE 8 - \nEXE 9 -\n")
+    exes = promoted.parse_exes("EXE 7 ab /opt/choiros/bin/h (deleted)\nEXE 8 - \nEXE 9 -\n")
     assert [(e.pid, e.path, e.sha256) for e in exes] == [
         (7, "/opt/choiros/bin/h (deleted)", "ab"), (8, "", ""), (9, "", "")]
-    store = hostprobe.parse_store("PATH valid exists /nix/store/a\nPATH unknown absent /nix/store/b c\n")
-    assert store["/nix/store/a"].valid is True and store["/nix/store/b c"] == hostprobe.StoreState(
+    store = promoted.parse_store("PATH valid exists /nix/store/a\nPATH unknown absent /nix/store/b c\n")
+    assert store["/nix/store/a"].valid is True and store["/nix/store/b c"] == promoted.StoreState(
         "/nix/store/b c", None, False)
     roots = ("/proc/12/exe -> /nix/store/a\n{censored} -> /nix/store/a\n"
              "/nix/var/nix/gcroots/choiros-sandbox -> /nix/store/a\nRC 0\n")
-    assert hostprobe.parse_roots(roots) == (["/nix/var/nix/gcroots/choiros-sandbox"], 0)
-    assert hostprobe.parse_roots("/proc/1/maps -> /nix/store/a\nRC 0\n") == ([], 0)
-    assert hostprobe.parse_roots("NONIX\n") is None
-    assert hostprobe.glob_word("/run/secrets/rendered/*") == "/run/secrets/rendered/*"
-    assert hostprobe.glob_word("/a b/*.env") == "'/a b/'*.env"
-    modes = hostprobe.parse_modes("400 root:root /run/secrets/rendered/a b\n")
-    assert modes == [hostprobe.FileMode("/run/secrets/rendered/a b", "400", "root:root")]
+    assert promoted.parse_roots(roots) == (["/nix/var/nix/gcroots/choiros-sandbox"], 0)
+    assert promoted.parse_roots("/proc/1/maps -> /nix/store/a\nRC 0\n") == ([], 0)
+    assert promoted.parse_roots("NONIX\n") is None
+    assert promoted.glob_word("/run/secrets/rendered/*") == "/run/secrets/rendered/*"
+    assert promoted.glob_word("/a b/*.env") == "'/a b/'*.env"
+    modes = promoted.parse_modes("400 root:root /run/secrets/rendered/a b\n")
+    assert modes == [promoted.FileMode("/run/secrets/rendered/a b", "400", "root:root")]
 
 
 def test_git_probe_on_real_checkouts(tmp_path: Path) -> None:
     """The shell program the host runs, run here against real repositories."""
     import subprocess
 
-    def probe(path: Path) -> hostprobe.Checkout:
-        command = hostprobe.git_command(str(path), "main")
+    def probe(path: Path) -> promoted.Checkout:
+        command = promoted.git_command(str(path), "main")
         out = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
-        return hostprobe.parse_git(str(path), out)
+        return promoted.parse_git(str(path), out)
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo), *args],

@@ -1,4 +1,4 @@
-"""choirci.libtest against outputs recorded from real libtest binaries (rustc 1.95) in
+"""choirci.rust.libtest against outputs recorded from real libtest binaries (rustc 1.95) in
 tests/data/libtest/ (made from fixtures/rust-faults), plus hand-made edge cases."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from choirci import libtest
-from choirci.libtest import FAILED, IGNORED, PASSED
+from choirci.rust import libtest
+from choirci.rust.libtest import FAILED, IGNORED, PASSED
 
 DATA = Path(__file__).parent / "data" / "libtest"
 MIXED = (

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from choirci.errors import ChoirciError
-from choirci.lock import BuildLock, LockTimeout, default_path
+from choirci.nix.lock import BuildLock, LockTimeout, default_path
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from choirci.lock import BuildLock
+from choirci.nix.lock import BuildLock
 lock = BuildLock(Path(sys.argv[1]), timeout=30)
 lock.acquire()
 print("locked", flush=True)

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from choirci import cli
-from choirci import manifest as mf
-from choirci.commands.manifest import identical_copies, parse_diff_closures
-from choirci.manifest import ClosureRecord, Manifest, ManifestError, StorePath
-from choirci.nix_formats import PathInfo
+from choirci.commands.manifest import parse_diff_closures
+from choirci.nix.formats import PathInfo
+from choirci.release import compare
+from choirci.release import manifest as mf
+from choirci.release.manifest import ClosureRecord, Manifest, ManifestError, StorePath
+from choirci.release.verify import identical_copies
 
 DATA = Path(__file__).parent / "data" / "manifest"
 SANDBOX = "/nix/store/z1yb8f5brfjlfkpmb947ahppkzgn2n7q-sandbox-0.1.0"
@@ -178,13 +180,13 @@ def info(path: str, nar_hash: str) -> PathInfo:
 
 def test_compare_store_accepts_identical_paths(release: Manifest) -> None:
     infos = {o.path: info(o.path, o.nar_hash or "") for c in release.closures for o in c.outputs}
-    assert mf.compare_store(release, infos, "ssh://prod") == []
+    assert compare.compare_store(release, infos, "ssh://prod") == []
 
 
 def test_compare_store_names_missing_and_rehashed_paths(release: Manifest) -> None:
     infos = {SANDBOX: None, HYPERVISOR: info(HYPERVISOR, "sha256-other="),
              DESKTOP: info(DESKTOP, release.closures[2].main.nar_hash or "")}
-    found = mf.compare_store(release, infos, "ssh://prod")
+    found = compare.compare_store(release, infos, "ssh://prod")
     assert [(m.closure, m.kind) for m in found] == [("sandbox", "missing"),
                                                     ("hypervisor", "nar-hash")]
     assert str(found[0]) == (f"sandbox: missing on ssh://prod: expected {SANDBOX}, actual absent;"
@@ -196,18 +198,18 @@ def test_compare_store_names_missing_and_rehashed_paths(release: Manifest) -> No
 def test_compare_store_checks_presence_only_without_hashes() -> None:
     from_env = mf.load(DATA / "release.env")
     infos = {c.store_path: info(c.store_path, "sha256-whatever=") for c in from_env.closures}
-    assert mf.compare_store(from_env, infos, "local") == []
+    assert compare.compare_store(from_env, infos, "local") == []
 
 
 def test_compare_running_accepts_paths_inside_the_closure(release: Manifest) -> None:
     observed = {"sandbox": f"{SANDBOX}/bin/sandbox", "hypervisor": HYPERVISOR}
-    assert mf.compare_running(release, observed) == []
+    assert compare.compare_running(release, observed) == []
 
 
 def test_compare_running_names_closure_expected_and_actual(release: Manifest) -> None:
     observed = {"sandbox": f"{OTHER}/bin/sandbox", "desktop": None,
                 "hypervisor": f"{HYPERVISOR}-evil/bin/hypervisor", "caddy": "/usr/bin/caddy"}
-    found = mf.compare_running(release, observed, where="prod")
+    found = compare.compare_running(release, observed, where="prod")
     assert [(m.closure, m.kind) for m in found] == [
         ("caddy", "unknown"), ("desktop", "not-installed"), ("hypervisor", "running"),
         ("sandbox", "running")]
@@ -220,7 +222,7 @@ def test_compare_running_names_closure_expected_and_actual(release: Manifest) ->
 def test_compare_running_accepts_identical_copies_by_name(release: Manifest) -> None:
     observed = {"hypervisor": "/opt/choiros/bin/hypervisor",
                 "sandbox": "/opt/choiros/bin/sandbox"}
-    found = mf.compare_running(release, observed, where="prod", identical={"hypervisor"})
+    found = compare.compare_running(release, observed, where="prod", identical={"hypervisor"})
     assert [(m.closure, m.kind, m.actual) for m in found] == [
         ("sandbox", "running", "/opt/choiros/bin/sandbox")]
 
@@ -249,7 +251,7 @@ def test_identical_copies_are_found_by_sha256_and_others_are_not(tmp_path: Path)
     copies = identical_copies(release, observed)
     assert list(copies) == ["sandbox"]
     assert copies["sandbox"] == hashlib.sha256(b"ELF sandbox").hexdigest()
-    found = mf.compare_running(release, observed, str(host), identical=copies)
+    found = compare.compare_running(release, observed, str(host), identical=copies)
     assert [(m.closure, m.expected, m.actual) for m in found] == [
         ("hypervisor", hypervisor, str(host / "hypervisor"))]
 
@@ -267,7 +269,7 @@ def test_diff_per_closure(release: Manifest) -> None:
     extra = ClosureRecord("tools", (StorePath("out", OTHER),))
     new = Manifest(**{**vars(release),
                       "closures": (changed, release.closures[1], extra)})
-    assert [(c.name, c.status) for c in mf.diff(release, new)] == [
+    assert [(c.name, c.status) for c in compare.diff(release, new)] == [
         ("sandbox", "changed"), ("hypervisor", "unchanged"), ("tools", "added"),
         ("desktop", "removed")]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from choirci import cli, gitstate
+from choirci import cli
+from choirci.release import git as gitstate
 
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
 CONFIG = """\

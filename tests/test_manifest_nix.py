@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from choirci import cli
-from choirci import manifest as mf
+from choirci.release import manifest as mf
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,8 @@ import pytest
 from conftest import FIXTURES
 from test_workflows import REUSABLE, run_step, step
 
-from choirci import config, evidence
+from choirci import config
+from choirci.evidence import files as evidence
 
 pytestmark = pytest.mark.slow
 

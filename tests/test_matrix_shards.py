@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from choirci import cli, matrix
+from choirci import cli
+from choirci.ci import matrix
 from choirci.config import parse
+from choirci.config.yamlpos import load_yaml
 from choirci.errors import ChoirciError
-from choirci.yamlpos import load_yaml
 
 FULL = """\
 closures:
@@ -76,10 +77,18 @@ def test_config_path_that_needs_quoting_is_refused(tmp_path: Path) -> None:
         matrix.shards(config_from(tmp_path, FULL), config_arg="my ci.yaml")
 
 
-def test_every_plugin_area_is_known_to_the_matrix() -> None:
-    """A new area must be given a rule (when does it have items?) before it ships; otherwise
-    an unconfigured area would become an empty shard whose job fails with 'no tests'."""
-    assert set(matrix.plugin_areas()) <= set(matrix.AREA_HAS_ITEMS)
+def test_every_area_names_a_collecting_module_and_the_matrix_follows_their_order(
+        tmp_path: Path) -> None:
+    """choirci.areas is the one list: each entry's module collects it, and the matrix shards
+    areas in that order (an unconfigured area gets no shard: see the has_items rules)."""
+    import importlib
+
+    from choirci import areas
+
+    for area in areas.AREAS:
+        assert callable(importlib.import_module(area.module).collect_area), area.module
+    order = [shard.area for shard in matrix.shards(config_from(tmp_path, FULL))]
+    assert order == sorted(order, key=areas.NAMES.index)
 
 
 def test_matrix_json_is_deterministic_and_lists_expected_shards(tmp_path: Path) -> None:

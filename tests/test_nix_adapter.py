@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from choirci.errors import ToolMissing
-from choirci.nix import EXPERIMENTAL, Nix, NixError, tail
+from choirci.nix.adapter import EXPERIMENTAL, Nix, NixError, tail
 
 FAKE = """#!/bin/sh
 printf '%s\\n' "$*" >> "{log}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from choirci.nix_formats import (
+from choirci.nix.formats import (
     DEPENDENCY_FAILED,
     Features,
     FormatError,

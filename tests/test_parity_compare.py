@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from choirci import cli, parity, results
-from choirci.results import ItemResult, Provenance, RunRecord, ShardRun
+from choirci import cli
+from choirci.ci import parity
+from choirci.evidence import record as results
+from choirci.evidence.record import ItemResult, Provenance, RunRecord, ShardRun
 
 BATCH = "nix build --json --keep-going ./sandbox#sandbox ./hypervisor#hypervisor"
 

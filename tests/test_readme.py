@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 def quick_start_commands() -> list[str]:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block, "Quick start has no ```sh block"
     lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
     return [line for line in lines if line]
@@ -31,7 +31,7 @@ def test_quick_start_is_exactly_two_commands_that_exist() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     _demo, test = quick_start_commands()
     ci = (REPO / ".ci/run").read_text()
-    assert re.search(rf"^exec {re.escape(test)}\b", ci, re.M), ci
+    assert re.search(rf"^exec {re.escape(test)}\b", ci, re.MULTILINE), ci
 
 
 def test_config_reference_example_is_a_valid_config(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_config_reference_example_is_a_valid_config(tmp_path: Path) -> None:
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Config reference", 1)[1]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
     assert block, "Config reference has no ```yaml block"
     path = tmp_path / "choirci.yaml"
     path.write_text(block.group(1))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from choirci.cli import main
-from choirci.redact import Redactor, is_secret_name
+from choirci.evidence.redact import Redactor, is_secret_name
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 TOKEN = "ghp_plantedTOKENvalue42"

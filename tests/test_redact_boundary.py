@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from choirci import outcomes
-from choirci.redact import Redactor, for_terminal
+from choirci.session import outcomes
+from choirci.evidence.redact import Redactor, for_terminal
 
 SECRET = "sk-qa-secret-value-123"
 PREFIX = SECRET[:8]  # what a cut inside the secret would leave behind
@@ -149,7 +149,9 @@ def test_collection_error_shows_no_secret(pytester: pytest.Pytester,
 # --------------------------------------------------------------------------- cut before us
 
 def _cuts() -> list[tuple[str, str]]:
-    from choirci import libtest, nix, text
+    from choirci import text
+    from choirci.nix import adapter as nix
+    from choirci.rust import libtest
 
     return [
         ("libtest.one_line", libtest.one_line("p" * 290 + SECRET)),

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from choirci import proc, release
+from choirci import proc
 from choirci.cli import main
+from choirci.release import smoke as release
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "choiros-mini"
 SHA = "1dcaf0ae2533ccdb07c504301e4e55bd5781ff2a"
@@ -78,11 +79,11 @@ class Conductor(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self._send(self.execute_status, self.execute_body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         status = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         self._send(200, {"run_id": "run-42", "status": status})
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from choirci import config
+from choirci.config.rust import RustSettings
 from choirci.errors import ConfigError
-from choirci.rustconfig import RustSettings
 
 
 def load(tmp_path: Path, text: str) -> RustSettings:

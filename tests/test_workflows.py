@@ -168,7 +168,7 @@ def test_reusable_workflow_shape() -> None:
 
 
 def test_workflow_reads_only_keys_the_matrix_emits() -> None:
-    from choirci import matrix
+    from choirci.ci import matrix
 
     emitted = set(matrix.Shard("x", "closures", ()).to_json([]))
     used = set(re.findall(r"(?<![\w.])matrix\.(\w+)", REUSABLE.read_text()))

@@ -1,1 +1,3 @@
-"""Subcommands of the ``choirci`` console script (see choirci/cli.py for the contract)."""
+"""Subcommands of the ``choirci`` console script, one module each, loaded by ``choirci.cli``
+(see it for the contract). The top layer: a command may import anything below it.
+"""

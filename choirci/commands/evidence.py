@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from choirci import evidence
 from choirci.cli import add_config_argument
 from choirci.commands.gate import optional_config
 from choirci.errors import ChoirciError
-from choirci.redact import Redactor
-from choirci.results import counts_text, run_verdict
-from choirci.verdicts import EXIT_CODES
+from choirci.evidence import files as evidence
+from choirci.evidence.record import counts_text, run_verdict
+from choirci.evidence.redact import Redactor
+from choirci.gates.verdicts import EXIT_CODES
 
 HELP = "merge the evidence dirs of matrix shards into one record, JUnit and report"
 DESCRIPTION = """\

@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 from choirci import config as config_mod
-from choirci import evidence, gates, verdicts
 from choirci.cli import add_config_argument
 from choirci.config import Config
 from choirci.errors import ChoirciError
-from choirci.redact import Redactor
+from choirci.evidence import files as evidence
+from choirci.evidence.redact import Redactor
+from choirci.gates import definitions as gates
+from choirci.gates import verdicts
 
 HELP = "judge a phase gate (pass/fail/incomplete) from an evidence dir and write its report"
 DESCRIPTION = """\

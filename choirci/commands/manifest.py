@@ -1,7 +1,7 @@
 """``choirci manifest``: build, verify, diff and show release manifests.
 
-The command runs git and Nix (through :mod:`choirci.gitstate` and :class:`choirci.nix.Nix`);
-the manifest format and every comparison are the pure functions of :mod:`choirci.manifest`.
+The command runs git and Nix (through :mod:`choirci.release.git` and :class:`choirci.nix.adapter.Nix`);
+the manifest format and every comparison are the pure functions of :mod:`choirci.release.manifest`.
 Exit status: 0 good, 1 the release is not what it should be (build failed, mismatch),
 2 a harness or input problem (one ``choirci: error:`` line).
 """
@@ -9,24 +9,31 @@ Exit status: 0 good, 1 the release is not what it should be (build failed, misma
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from choirci import config as config_mod
-from choirci import gitstate
-from choirci import manifest as mf
 from choirci.cli import add_config_argument
-from choirci.closure_build import OK, ClosureResult, run_batch
 from choirci.config import Closure, Config, NixSettings
 from choirci.errors import ChoirciError
-from choirci.lock import BuildLock
-from choirci.manifest import ClosureRecord, Manifest, Mismatch, StorePath
-from choirci.nix import EXPERIMENTAL, Nix, NixError
+from choirci.nix.adapter import EXPERIMENTAL, Nix, NixError
+from choirci.nix.build import OK, ClosureResult, run_batch
+from choirci.nix.lock import BuildLock
+from choirci.release import compare
+from choirci.release import git as gitstate
+from choirci.release import manifest as mf
+from choirci.release.compare import Mismatch
+from choirci.release.manifest import ClosureRecord, Manifest, StorePath
+from choirci.release.verify import (
+    all_paths,
+    check_store_exists,
+    content_mismatches,
+    identical_copies,
+    observe_bin_dir,
+)
 from choirci.text import ANSI
 
 HELP = "release manifests: build from a clean tree, verify a store or host, diff, show"
@@ -99,10 +106,6 @@ examples:
 """
 CONFIG_HELP = ("choirci.yaml (default: $CHOIRCI_CONFIG, else the nearest at or above the "
                "current directory; verify and diff also run without one)")
-
-STORE_PATH_IN_VERIFY = re.compile(r"path '(?P<path>/[^']+)' was modified! expected hash "
-                                  r"'(?P<expected>[^']+)', got '(?P<actual>[^']+)'")
-
 
 class BuildFailed(ChoirciError):
     """The release's closures did not build: the system under test failed (exit 1)."""
@@ -276,7 +279,7 @@ def run_verify(args: argparse.Namespace) -> int:
     except NixError as exc:
         raise ChoirciError(f"--store {where}: cannot query it ({exc}); check the store URI "
                            "and that SSH to the host works") from None
-    mismatches = mf.compare_store(release, infos, where)
+    mismatches = compare.compare_store(release, infos, where)
     if args.check_contents:
         present = [p for p in all_paths(release)
                    if not any(m.expected == p for m in mismatches)]
@@ -287,7 +290,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.bin_dir is not None:
         observed = observe_bin_dir(release, args.bin_dir)
         copies = identical_copies(release, observed)
-        found = mf.compare_running(release, observed, str(args.bin_dir), identical=copies)
+        found = compare.compare_running(release, observed, str(args.bin_dir), identical=copies)
         if args.verbose:
             print_bin_matches(release, args.bin_dir, observed, copies, found)
         mismatches += found
@@ -295,73 +298,6 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"MISMATCH {mismatch}")
     print(verify_summary(release, where, mismatches, args.bin_dir, len(copies)))
     return 1 if mismatches else 0
-
-
-def all_paths(release: Manifest) -> list[str]:
-    return [o.path for c in release.closures for o in c.outputs]
-
-
-def check_store_exists(store: str | None) -> None:
-    # A mistyped chroot store would be created empty and report every path missing.
-    if store and store.startswith(("/", "./", "../")) and not Path(store).is_dir():
-        raise ChoirciError(f"--store {store}: no such directory; pass an existing chroot store, "
-                           "file:// cache or ssh://host")
-
-
-def content_mismatches(nix: Nix, release: Manifest, paths: Sequence[str],
-                       store: str | None) -> list[Mismatch]:
-    """Re-hash ``paths`` on the store: files edited after registration are caught here."""
-    if not paths:
-        return []
-    store_args = ["--store", store] if store else []
-    result = nix.run([nix.binary, *EXPERIMENTAL, "store", "verify", *store_args,
-                      "--no-trust", *paths], timeout=nix.build_timeout)
-    owner = {o.path: c.name for c in release.closures for o in c.outputs}
-    found = [Mismatch(owner.get(m["path"], "?"), "contents", f"{m['path']} hashing to "
-                      f"{m['expected']}", f"files hash to {m['actual']}", store or "local")
-             for m in STORE_PATH_IN_VERIFY.finditer(result.stderr)]
-    if not result.ok and not found:
-        raise ChoirciError(f"`{result.command}` failed ({result.describe_exit()}): "
-                           f"{result.stderr.strip()[-300:]}")
-    return found
-
-
-def observe_bin_dir(release: Manifest, bin_dir: Path) -> dict[str, str | None]:
-    """``readlink -f DIR/<binary>`` per closure that has one (absent: None)."""
-    if not bin_dir.is_dir():
-        raise ChoirciError(f"--bin-dir {bin_dir}: no such directory; pass the host's "
-                           "/opt/choiros/bin")
-    observed: dict[str, str | None] = {}
-    for closure in release.closures:
-        if closure.bin:
-            link = bin_dir / Path(closure.bin).name
-            observed[closure.name] = os.path.realpath(link) if os.path.lexists(link) else None
-    return observed
-
-
-def identical_copies(release: Manifest, observed: Mapping[str, str | None]) -> dict[str, str]:
-    """Closure name -> sha256 for each observed binary that is a regular file outside the
-    store path with the release binary's bytes: install-style deploys (host-switch.sh) copy
-    where apply-release-manifest.sh links (trap §8.6). A release binary that is not in the
-    local store cannot be compared, so its copy stays a mismatch."""
-    copies = {}
-    for name, actual in observed.items():
-        closure = release.closure(name)
-        if closure is None or closure.bin_path is None or actual is None \
-                or closure.holds(actual) or not os.path.isfile(actual):
-            continue
-        digest = sha256_of(actual)
-        if digest is not None and digest == sha256_of(closure.bin_path):
-            copies[name] = digest
-    return copies
-
-
-def sha256_of(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def print_store_matches(release: Manifest, mismatches: Sequence[Mismatch], where: str) -> None:
@@ -417,7 +353,7 @@ def run_diff(args: argparse.Namespace) -> int:
     old, new = mf.load(args.old), mf.load(args.new)
     nix = Nix.from_settings(_nix_settings(args.config), None)
     print(f"release {old.short_sha} -> {new.short_sha}")
-    for change in mf.diff(old, new):
+    for change in compare.diff(old, new):
         print(f"  {change.name}: {change.status}")
         if change.status == "unchanged":
             continue

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from choirci import config as config_mod
-from choirci import matrix
+from choirci.ci import matrix
 from choirci.cli import add_config_argument
 from choirci.errors import ChoirciError
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from choirci import evidence, parity
+from choirci.ci import parity
+from choirci.evidence import files as evidence
 
 HELP = "check that grind and GitHub Actions ran the same items with the same commands"
 

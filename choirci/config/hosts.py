@@ -1,0 +1,347 @@
+"""The ``host_checks:`` section of choirci.yaml -> one frozen :class:`HostChecks`.
+
+Defaults follow the grind host contract (CONTRACT.md §5): units ``hypervisor``,
+``container@sandbox-live``, ``container@sandbox-dev`` (``caddy`` optional), ports 9090/8080/8081,
+sandboxes ``live`` on :8080 and ``dev`` on :8081, the sandbox's forbidden provider keys. Every
+value is overridable; an omitted key keeps its default, an empty list turns a check off.
+Errors are the config module's one-line ``file:line: host_checks.key: ...`` messages.
+
+Release promotion (CONTRACT §3, §5 items 1, 5, 7, 9, §8.6): ``manifest`` (a release .env or
+.json, relative to the config file; unset = off) says which store paths must run;
+``manifest_units`` / ``manifest_processes`` say which process runs each closure;
+``manifest_gc_roots`` is ``fail`` (default), ``warn`` or ``off`` for promoted paths that no GC
+root protects. ``workspace`` (default ``/opt/choiros/workspace``), ``workspace_branch``,
+``oneshot_units`` and ``secret_modes`` cover the promote preconditions and sops-nix files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from choirci.config.reader import Reader as _Reader
+
+# The sandbox's own list (sandbox/src/main.rs) plus the platform-only secrets (CONTRACT §5).
+FORBIDDEN_ENV = (
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ZAI_API_KEY", "KIMI_API_KEY", "GOOGLE_API_KEY",
+    "MISTRAL_API_KEY", "AWS_BEARER_TOKEN_BEDROCK", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN", "MOONSHOT_API_KEY", "RESEND_API_KEY", "TAVILY_API_KEY",
+    "BRAVE_API_KEY", "EXA_API_KEY", "FLAKEHUB_AUTH_TOKEN",
+)
+REQUIRED_ENV = ("CHOIR_SANDBOX_ID", "CHOIR_SANDBOX_ROLE", "CHOIR_SANDBOX_USER_ID")
+# systemd UnitFileState values that still mean "started at boot"; NixOS links its units.
+ENABLED_STATES = (
+    "enabled", "enabled-runtime", "linked", "linked-runtime", "static", "indirect", "generated",
+    "alias",
+)
+GC_ROOT_POLICIES = ("fail", "warn", "off")
+SECRET_MODES = {"/var/lib/sops-nix/key.txt": "600", "/run/secrets/rendered/*": "400"}
+SIZE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>%|B|K|KiB|M|MiB|G|GiB|T|TiB)?\s*$")
+UNIT_BYTES = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Minimum free space: an absolute byte count, or a percentage of the total."""
+
+    text: str
+    min_bytes: int = 0
+    min_percent: float = 0.0
+
+    def breached(self, free: int, total: int) -> bool:
+        if self.min_percent:
+            return total > 0 and free * 100.0 / total < self.min_percent
+        return free < self.min_bytes
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    role: str
+    url: str
+    instance_role: str  # what /health must report when it reports a role at all
+
+
+@dataclass(frozen=True)
+class PortCheck:
+    port: int
+    container: str | None = None  # NixOS container to look inside (nixos-container run)
+
+
+@dataclass(frozen=True)
+class HostChecks:
+    configured: bool = False  # the file has a host_checks: section (turns the hosts area on)
+    units: tuple[str, ...] = ("hypervisor", "container@sandbox-live", "container@sandbox-dev")
+    optional_units: tuple[str, ...] = ("caddy",)
+    enabled_states: tuple[str, ...] = ENABLED_STATES
+    ports: tuple[PortCheck, ...] = (PortCheck(9090), PortCheck(8080), PortCheck(8081))
+    hypervisor_url: str = "http://127.0.0.1:9090"
+    sandboxes: tuple[Sandbox, ...] = (
+        Sandbox("live", "http://127.0.0.1:8080", "live"),
+        Sandbox("dev", "http://127.0.0.1:8081", "dev"),
+    )
+    require_instance_role: bool = False
+    public_paths: tuple[str, ...] = ("/login", "/register", "/recovery")
+    protected_paths: tuple[str, ...] = ("/health", "/admin/sandboxes", "/dev/health", "/api/x")
+    domains: tuple[str, ...] = ()
+    apex_redirects: Mapping[str, str] = field(default_factory=dict)
+    domain_scheme: str = "https"
+    domain_address: str | None = None
+    domain_port: int | None = None
+    sandbox_process: str = "sandbox"
+    forbidden_env: tuple[str, ...] = FORBIDDEN_ENV
+    required_env: tuple[str, ...] = REQUIRED_ENV
+    bin_dir: str = "/opt/choiros/bin"
+    binaries: Mapping[str, str | None] = field(
+        default_factory=lambda: {"sandbox": None, "hypervisor": None}
+    )
+    store_dir: str = "/nix/store"
+    disk: Mapping[str, Threshold] = field(
+        default_factory=lambda: {"/": parse_threshold("1GiB"), "/nix/store": parse_threshold("1GiB")}
+    )
+    memory_available: Threshold = Threshold("256MiB", min_bytes=256 << 20)
+    nixos_generations: int = 2
+    http_timeout: float = 10.0
+    manifest: str | None = None  # as written; resolved against the config file's directory
+    manifest_units: Mapping[str, str] = field(default_factory=lambda: {"hypervisor": "hypervisor"})
+    manifest_processes: Mapping[str, str] = field(
+        default_factory=lambda: {"sandbox": "sandbox", "hypervisor": "hypervisor"}
+    )
+    manifest_gc_roots: str = "fail"
+    workspace: tuple[str, ...] = ("/opt/choiros/workspace",)
+    workspace_branch: str = "main"
+    oneshot_units: tuple[str, ...] = ("choiros-flakehub-login",)
+    secret_modes: Mapping[str, str] = field(default_factory=lambda: dict(SECRET_MODES))
+
+
+KEYS = tuple(k for k in HostChecks.__dataclass_fields__ if k != "configured")
+
+
+def parse_threshold(text: str) -> Threshold:
+    """``"10%"``, ``"512MiB"``, ``"2G"`` or a bare number of MiB -> Threshold; ValueError if not."""
+    match = SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    number, unit = float(match["n"]), match["unit"] or "MiB"
+    if unit == "%":
+        if not 0 < number < 100:
+            raise ValueError(text)
+        return Threshold(text.strip(), min_percent=number)
+    return Threshold(text.strip(), min_bytes=int(number * UNIT_BYTES[unit[0]]))
+
+
+def parse(r: _Reader, value: Any) -> HostChecks:
+    table = r.mapping(value, "host_checks", KEYS)
+    d = HostChecks()
+    p = "host_checks."
+    sandbox_process = r.optional_string(table.get("sandbox_process"), p + "sandbox_process")
+    return HostChecks(
+        configured=value is not None,
+        units=_list(r, table, "units", d.units),
+        optional_units=_list(r, table, "optional_units", d.optional_units),
+        enabled_states=_list(r, table, "enabled_states", d.enabled_states),
+        ports=_ports(r, table.get("ports"), d.ports),
+        hypervisor_url=_url(r, table.get("hypervisor_url"), p + "hypervisor_url", d.hypervisor_url),
+        sandboxes=_sandboxes(r, table.get("sandboxes"), d.sandboxes),
+        require_instance_role=_bool(r, table, "require_instance_role", d.require_instance_role),
+        public_paths=_paths(r, table, "public_paths", d.public_paths),
+        protected_paths=_paths(r, table, "protected_paths", d.protected_paths),
+        domains=_list(r, table, "domains", d.domains),
+        apex_redirects=_apex(r, table.get("apex_redirects")),
+        domain_scheme=_choice(r, table, "domain_scheme", ("http", "https"), d.domain_scheme),
+        domain_address=r.optional_string(table.get("domain_address"), p + "domain_address"),
+        domain_port=_port_or_none(r, table.get("domain_port"), p + "domain_port"),
+        sandbox_process=sandbox_process or d.sandbox_process,
+        forbidden_env=_list(r, table, "forbidden_env", d.forbidden_env),
+        required_env=_list(r, table, "required_env", d.required_env),
+        bin_dir=r.optional_string(table.get("bin_dir"), p + "bin_dir") or d.bin_dir,
+        binaries=_binaries(r, table, d.binaries),
+        store_dir=r.optional_string(table.get("store_dir"), p + "store_dir") or d.store_dir,
+        disk=_disk(r, table, d.disk),
+        memory_available=_threshold(r, table.get("memory_available"),
+                                    p + "memory_available", d.memory_available, percent=False),
+        nixos_generations=_count(r, table, "nixos_generations", d.nixos_generations),
+        http_timeout=r.number(table.get("http_timeout"), p + "http_timeout", d.http_timeout),
+        manifest=r.optional_string(table.get("manifest"), p + "manifest"),
+        manifest_units=_names(r, table, "manifest_units", d.manifest_units),
+        manifest_processes=_names(r, table, "manifest_processes", {
+            "sandbox": sandbox_process or d.sandbox_process, "hypervisor": "hypervisor"}),
+        manifest_gc_roots=_choice(r, table, "manifest_gc_roots", GC_ROOT_POLICIES,
+                                  d.manifest_gc_roots),
+        workspace=_absolute(r, table, "workspace", d.workspace),
+        workspace_branch=r.optional_string(table.get("workspace_branch"), p + "workspace_branch")
+        or d.workspace_branch,
+        oneshot_units=_list(r, table, "oneshot_units", d.oneshot_units),
+        secret_modes=_modes(r, table, d.secret_modes),
+    )
+
+
+def _list(r: _Reader, table: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    # An explicit empty list turns a check off; only an absent key means "default".
+    return r.strings(table[key], f"host_checks.{key}") if key in table else default
+
+
+def _paths(r: _Reader, table: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    paths = _list(r, table, key, default)
+    for index, path in enumerate(paths):
+        if not path.startswith("/"):
+            raise r.fail(f"host_checks.{key}[{index}]", f"expected a URL path like '/login', got {path!r}")
+    return paths
+
+
+def _bool(r: _Reader, table: dict[str, Any], key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise r.fail(f"host_checks.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
+def _count(r: _Reader, table: dict[str, Any], key: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise r.fail(f"host_checks.{key}", f"expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _choice(r: _Reader, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = table.get(key, default)
+    if value not in allowed:
+        raise r.fail(f"host_checks.{key}", f"expected one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _url(r: _Reader, value: Any, path: str, default: str) -> str:
+    if value is None:
+        return default
+    url = r.string(value, path)
+    if not re.match(r"^https?://[^/\s]+$", url.rstrip("/")):
+        raise r.fail(path, f"expected 'http://HOST:PORT' (no path), got {url!r}")
+    return url.rstrip("/")
+
+
+def _port_or_none(r: _Reader, value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise r.fail(path, f"expected a TCP port 1-65535, got {value!r}")
+    return value
+
+
+def _ports(r: _Reader, value: Any, default: tuple[PortCheck, ...]) -> tuple[PortCheck, ...]:
+    if value is None:
+        return default
+    if not isinstance(value, list):
+        raise r.fail("host_checks.ports", "expected a list of ports (9090 or {port: 8080, container: sandbox-live})")
+    out = []
+    for index, item in enumerate(value):
+        path = f"host_checks.ports[{index}]"
+        spec = item if isinstance(item, dict) else {"port": item}
+        spec = r.mapping(spec, path, ("port", "container"))
+        port = _port_or_none(r, spec.get("port"), f"{path}.port")
+        if port is None:
+            raise r.fail(path, "missing 'port:'")
+        out.append(PortCheck(port, r.optional_string(spec.get("container"), f"{path}.container")))
+    return tuple(out)
+
+
+def _sandboxes(r: _Reader, value: Any, default: tuple[Sandbox, ...]) -> tuple[Sandbox, ...]:
+    if value is None:
+        return default
+    table = r.mapping(value, "host_checks.sandboxes", None)
+    out = []
+    for role, spec in table.items():
+        path = f"host_checks.sandboxes.{role}"
+        r.name(role, path)
+        spec = r.mapping({"url": spec} if isinstance(spec, str) else spec, path, ("url", "instance_role"))
+        if "url" not in spec:
+            raise r.fail(path, "missing 'url:' (e.g. http://127.0.0.1:8080)")
+        url = _url(r, spec["url"], f"{path}.url", "")
+        expected = r.optional_string(spec.get("instance_role"), f"{path}.instance_role") or role
+        out.append(Sandbox(role, url, expected))
+    return tuple(out)
+
+
+def _apex(r: _Reader, value: Any) -> dict[str, str]:
+    table = r.mapping(value, "host_checks.apex_redirects", None)
+    return {apex: r.string(target, f"host_checks.apex_redirects.{apex}") for apex, target in table.items()}
+
+
+def _binaries(
+    r: _Reader, table: dict[str, Any], default: Mapping[str, str | None]
+) -> Mapping[str, str | None]:
+    if "binaries" not in table:
+        return default
+    value = table["binaries"]
+    if isinstance(value, list):
+        value = {name: None for name in r.strings(value, "host_checks.binaries")}
+    spec = r.mapping(value, "host_checks.binaries", None)
+    out: dict[str, str | None] = {}
+    for name, expected in spec.items():
+        path = f"host_checks.binaries.{name}"
+        r.name(name, path)
+        expected = r.optional_string(expected, path)
+        if expected and not (expected.startswith("/") or re.match(r"^sha256:[0-9a-f]{64}$", expected)):
+            raise r.fail(path, f"expected a store path or 'sha256:<64 hex>', got {expected!r}")
+        out[name] = expected
+    return out
+
+
+def _threshold(r: _Reader, value: Any, path: str, default: Threshold, *, percent: bool) -> Threshold:
+    if value is None:
+        return default
+    try:
+        threshold = parse_threshold(str(value))
+    except ValueError:
+        raise r.fail(path, f"expected a size like '512MiB', '2GiB' or '10%', got {value!r}") from None
+    if threshold.min_percent and not percent:
+        raise r.fail(path, f"expected an absolute size like '512MiB', got {value!r}")
+    return threshold
+
+
+def _disk(r: _Reader, table: dict[str, Any], default: Mapping[str, Threshold]) -> Mapping[str, Threshold]:
+    if "disk" not in table:
+        return default
+    spec = r.mapping(table["disk"], "host_checks.disk", None)
+    out = {}
+    for mount, value in spec.items():
+        path = f"host_checks.disk.{mount}"
+        if not str(mount).startswith("/"):
+            raise r.fail(path, f"expected an absolute path as key, got {mount!r}")
+        out[str(mount)] = _threshold(r, value, path, Threshold(""), percent=True)
+    return out
+
+
+def _absolute(r: _Reader, table: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    paths = _list(r, table, key, default)
+    for index, path in enumerate(paths):
+        if not path.startswith("/"):
+            raise r.fail(f"host_checks.{key}[{index}]", f"expected an absolute path, got {path!r}")
+    return paths
+
+
+def _names(r: _Reader, table: dict[str, Any], key: str, default: Mapping[str, str]) -> Mapping[str, str]:
+    """closure name -> unit or process name; ``{}`` (or null) turns the check off."""
+    if key not in table:
+        return default
+    spec = r.mapping(table[key], f"host_checks.{key}", None)
+    return {r.name(str(closure), f"host_checks.{key}.{closure}"):
+            r.string(value, f"host_checks.{key}.{closure}") for closure, value in spec.items()}
+
+
+def _modes(r: _Reader, table: dict[str, Any], default: Mapping[str, str]) -> Mapping[str, str]:
+    """path or glob -> octal mode (``"600"``, ``"0400"``), normalised to ``stat -c %a``."""
+    if "secret_modes" not in table:
+        return default
+    spec = r.mapping(table["secret_modes"], "host_checks.secret_modes", None)
+    out = {}
+    for pattern, mode in spec.items():
+        path = f"host_checks.secret_modes.{pattern}"
+        if not str(pattern).startswith("/"):
+            raise r.fail(path, f"expected an absolute path or glob as key, got {pattern!r}")
+        # A bare YAML 0400 is the integer 256: only a quoted mode is unambiguous.
+        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3}$", mode):
+            raise r.fail(path, f"expected a quoted octal mode like '600' or '0400', got {mode!r}")
+        out[str(pattern)] = f"{int(mode, 8):o}"
+    return out

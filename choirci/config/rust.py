@@ -1,0 +1,113 @@
+"""The ``rust:`` section of choirci.yaml: targeted test binaries (see README "Config").
+
+Parsed with :class:`choirci.config.reader.Reader`; assembled into the Config by the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from choirci.config.yamlpos import describe as _describe
+
+if TYPE_CHECKING:
+    from choirci.config.reader import Reader as _Reader
+
+
+@dataclass(frozen=True)
+class RustTarget:
+    crate: str
+    test: str
+    tests: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    # A crate outside the root workspace (like dioxus-desktop, with its own Cargo.lock):
+    # its Cargo.toml, and cargo then runs with --manifest-path. None: the root workspace.
+    manifest: Path | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.crate}::{self.test}"
+
+
+@dataclass(frozen=True)
+class RustSettings:
+    cargo: str = "cargo"
+    develop: str | None = None  # nix develop <shell> --command cargo ...
+    timeout: float = 300.0  # per test binary run; the whole process group is killed after it
+    targets: tuple[RustTarget, ...] = ()
+    build_timeout: float = 3600.0  # per cargo invocation (compile + metadata)
+    test_threads: int | None = None  # libtest --test-threads; 1 pinpoints a crashing test
+
+
+def parse(r: _Reader, value: Any, root: Path) -> RustSettings:
+    keys = ("cargo", "develop", "timeout", "build_timeout", "test_threads", "targets")
+    table = r.mapping(value, "rust", keys)
+    raw_targets = table.get("targets") or []
+    if not isinstance(raw_targets, list):
+        raise r.fail("rust.targets", f"expected a list of targets, got {_describe(raw_targets)}")
+    targets = [_rust_target(r, spec, f"rust.targets[{i}]", root)
+               for i, spec in enumerate(raw_targets)]
+    _one_manifest_per_crate(r, targets)
+    return RustSettings(
+        cargo=r.optional_string(table.get("cargo"), "rust.cargo") or "cargo",
+        develop=r.optional_string(table.get("develop"), "rust.develop"),
+        timeout=r.number(table.get("timeout"), "rust.timeout", 300.0),
+        targets=tuple(targets),
+        build_timeout=r.number(table.get("build_timeout"), "rust.build_timeout", 3600.0),
+        test_threads=_threads(r, table.get("test_threads")),
+    )
+
+
+def _rust_target(r: _Reader, spec: Any, path: str, root: Path) -> RustTarget:
+    spec = r.mapping(spec, path, ("crate", "test", "tests", "features", "manifest"))
+    for key in ("crate", "test"):
+        if key not in spec:
+            raise r.fail(path, f"missing '{key}:'; a target needs crate and test binary")
+    return RustTarget(
+        crate=r.name(r.string(spec["crate"], f"{path}.crate"), f"{path}.crate"),
+        test=r.name(r.string(spec["test"], f"{path}.test"), f"{path}.test"),
+        tests=r.strings(spec.get("tests"), f"{path}.tests"),
+        features=r.strings(spec.get("features"), f"{path}.features"),
+        manifest=_manifest(r, spec.get("manifest"), f"{path}.manifest", root),
+    )
+
+
+def _manifest(r: _Reader, value: Any, path: str, root: Path) -> Path | None:
+    """An existing Cargo.toml, relative to the config file; cargo would only say so later,
+    in the middle of collection, and without pointing at the config line."""
+    if value is None:
+        return None
+    given = r.string(value, path)
+    manifest = (root / given).resolve()
+    example = "e.g. 'dioxus-desktop/Cargo.toml'"
+    if manifest.is_dir():
+        raise r.fail(path, f"{given!r} is a directory; give its Cargo.toml ({example})")
+    if manifest.name != "Cargo.toml":
+        raise r.fail(path, f"{given!r} is not a Cargo.toml; give the crate's manifest ({example})")
+    if not manifest.is_file():
+        raise r.fail(path, f"no such file {given!r} (looked for {manifest}); "
+                           "the path is relative to the config file")
+    return manifest
+
+
+def _one_manifest_per_crate(r: _Reader, targets: list[RustTarget]) -> None:
+    """Node ids are ``rust::<crate>::...``: a crate name must mean one crate."""
+    first: dict[str, tuple[int, Path | None]] = {}
+    for index, target in enumerate(targets):
+        seen = first.setdefault(target.crate, (index, target.manifest))
+        if seen[1] != target.manifest:
+            where = str(seen[1]) if seen[1] else "the root workspace"
+            raise r.fail(
+                f"rust.targets[{index}].manifest" if target.manifest else f"rust.targets[{index}]",
+                f"crate {target.crate} already comes from {where} (rust.targets[{seen[0]}]); "
+                "give every target of one crate the same manifest",
+            )
+
+
+def _threads(r: _Reader, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise r.fail("rust.test_threads", f"expected a whole number >= 1, got {_describe(value)}")
+    return value

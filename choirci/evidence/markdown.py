@@ -1,0 +1,200 @@
+"""Markdown renderings: the gate report for a phase issue, the run report, the step summary.
+
+All pure functions of the record (and gate verdicts). GitHub's JUnit reporters ignore
+properties and ``hostname``, so what an operator must see (commit, dirty tree, release
+record, failures) is repeated here. Excerpts are fenced with a fence longer than any
+backtick run inside them, so a log can never break out of its block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from choirci import text
+from choirci.evidence.record import (
+    BAD,
+    ItemResult,
+    RunRecord,
+    counts_text,
+    full_log_pointer,
+    run_verdict,
+)
+from choirci.gates.verdicts import GateVerdict, ItemVerdict
+from choirci.release.record import ReleaseRecord, release_record
+
+EXCERPT_LIMIT = 1_500
+STEP_SUMMARY_LIMIT = 60_000  # GitHub refuses step summaries over 1 MiB; reporters cap far lower
+RULES = (
+    "One active phase at a time.",
+    "No gate bypasses.",
+    "Evidence required for close.",
+    "If gate fails, open defect issue and stop forward progression.",
+)
+
+
+def inline(value: str) -> str:
+    """One line, safe inside a table cell."""
+    return text.one_line(value, 200).replace("|", "\\|")
+
+
+def fenced(body: str, limit: int, pointer: str) -> str:
+    body = text.cut(text.clean(body).strip("\n"), limit, pointer)
+    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+# --------------------------------------------------------------------------- shared blocks
+
+
+def provenance_line(record: RunRecord) -> str:
+    parts = []
+    for run in record.runs:
+        prov = run.provenance
+        tree = ("dirtied by the run" if run.tree.dirtied else
+                "unknown" if run.tree.before is None else
+                "dirty" if run.tree.before else "clean")
+        shard = f"shard `{run.shard}`: " if run.shard else ""
+        parts.append(f"{shard}commit `{prov.commit or 'unknown'}` (branch {prov.branch or '?'}, "
+                     f"tree {tree}), started {run.started or '?'}, run {run.status}")
+    return "; ".join(parts) or "no run recorded"
+
+
+def release_block(release: ReleaseRecord) -> list[str]:
+    prompt = release.prompt
+    result = ("not run (no release.prompt_url)" if prompt is None else
+              f"run `{prompt.run_id or '-'}` {prompt.status or prompt.outcome}")
+    return [
+        "| grind commit SHA | promoted SHA | domain tested | prompt execution result |",
+        "|---|---|---|---|",
+        (f"| `{release.grind_sha or 'unknown'}` | `{release.promoted_sha or 'not recorded'}` | "
+         f"{inline(release.domain or 'not recorded')} | {inline(result)} |"),
+    ]
+
+
+def tree_block(record: RunRecord) -> list[str]:
+    lines = []
+    for run in record.runs:
+        which = f" (shard `{run.shard}`)" if run.shard else ""
+        for entry in run.tree.dirtied:
+            lines.append(f"- **The run dirtied the git tree**{which}: `{entry}` "
+                         "(the next release manifest will refuse to build)")
+        if run.tree.before:
+            more = f" +{len(run.tree.before) - 10}" if len(run.tree.before) > 10 else ""
+            lines.append(f"- The tree was already dirty when the run started{which}: "
+                         + ", ".join(f"`{e}`" for e in run.tree.before[:10]) + more)
+    return lines
+
+
+def failures_block(items: Iterable[ItemResult], limit: int, max_items: int) -> list[str]:
+    bad = [item for item in items if item.outcome in BAD]
+    lines: list[str] = []
+    for item in bad[:max_items]:
+        lines.append(f"#### `{item.nodeid}` ({item.outcome})")
+        if item.message:
+            lines.append(f"> {inline(item.message)}")
+        excerpt = item.details or item.stderr
+        if excerpt.strip():
+            lines += ["", fenced(excerpt, limit, full_log_pointer(item))]
+        lines.append("")
+    if len(bad) > max_items:
+        lines.append(f"... and {len(bad) - max_items} more; see junit.xml / choirci.json")
+    return lines
+
+
+def counts_line(record: RunRecord) -> str:
+    return counts_text(record.counts())
+
+
+# --------------------------------------------------------------------------- gate report
+
+
+def _tick(verdict: ItemVerdict) -> str:
+    box = "[x]" if verdict.met else "[ ]"
+    item = verdict.item
+    suffix = ""
+    if verdict.met and verdict.satisfied_by:
+        shown = ", ".join(f"`{n}`" for n in verdict.satisfied_by[:6])
+        more = f" +{len(verdict.satisfied_by) - 6}" if len(verdict.satisfied_by) > 6 else ""
+        suffix = f" — {shown}{more}"
+    elif not verdict.met:
+        suffix = " — " + "; ".join(inline(r) for r in verdict.reasons[:4])
+    tag = "" if item.required else " _(not gated)_"
+    return f"- {box} {item.text}{tag}{suffix}"
+
+
+def gate_report(verdict: GateVerdict, record: RunRecord) -> str:
+    gate = verdict.gate
+    headline = (f"**Verdict: {verdict.verdict.upper()}** "
+                f"(gate `{gate.id}`, {counts_line(record)})")
+    lines = [f"# {gate.title}", "", headline, "", provenance_line(record), ""]
+    if gate.outcome:
+        lines += [f"> Outcome: {gate.outcome}", ""]
+    for section in gate.sections:
+        lines += [f"## {section}", ""]
+        lines += [_tick(v) for v in verdict.items if v.item.section == section]
+        notes = [v for v in verdict.items if v.item.section == section and v.item.manual
+                 and not v.met]
+        for v in notes:
+            lines.append(f"  - manual evidence: add {', '.join(f'`{m}`' for m in v.item.manual)}"
+                         " to the evidence dir, then re-run `choirci gate`")
+        lines.append("")
+    if verdict.reasons:
+        lines += ["## Why not pass", ""] + [f"- {inline(r)}" for r in verdict.reasons] + [""]
+    lines += ["## Release record", ""] + release_block(release_record(record)) + [""]
+    tree = tree_block(record)
+    if tree:
+        lines += ["## Tree state", ""] + tree + [""]
+    failures = failures_block(record.items, EXCERPT_LIMIT, 20)
+    if failures:
+        lines += ["## Failures", ""] + failures
+    lines += ["## Execution rules", ""] + [f"{i}. {r}" for i, r in enumerate(RULES, 1)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- run report
+
+
+def gates_table(verdicts: Sequence[GateVerdict]) -> list[str]:
+    if not verdicts:
+        return []
+    lines = ["| gate | verdict | items met |", "|---|---|---|"]
+    for v in verdicts:
+        required = [i for i in v.items if i.item.required]
+        met = sum(1 for i in required if i.met)
+        lines.append(f"| {v.gate.id} | {v.verdict} | {met}/{len(required)} |")
+    return lines
+
+
+def run_report(record: RunRecord, verdicts: Sequence[GateVerdict] = (),
+               gate_note: str = "", limit: int = EXCERPT_LIMIT, max_failures: int = 20) -> str:
+    verdict = run_verdict(record)
+    lines = ["# choirci run", "", f"**Verdict: {verdict.verdict.upper()}** ({counts_line(record)})",
+             "", provenance_line(record), ""]
+    for reason in record.incomplete_reasons:
+        lines.append(f"- incomplete: {inline(reason)}")
+    if record.incomplete_reasons:
+        lines.append("")
+    lines += ["## Results by area", "", "| area | passed | not passed |", "|---|---|---|"]
+    for area in sorted({item.area for item in record.items}):
+        items = [i for i in record.items if i.area == area]
+        ok = sum(1 for i in items if i.outcome == "passed")
+        lines.append(f"| {area} | {ok} | {len(items) - ok} |")
+    lines += ["", "## Release record", ""] + release_block(release_record(record)) + [""]
+    tree = tree_block(record)
+    if tree:
+        lines += ["## Tree state", ""] + tree + [""]
+    table = gates_table(verdicts)
+    if table or gate_note:
+        lines += ["## Gates", ""] + table + ([gate_note] if gate_note else []) + [""]
+    failures = failures_block(record.items, limit, max_failures)
+    if failures:
+        lines += ["## Failures", ""] + failures
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def step_summary(record: RunRecord, verdicts: Sequence[GateVerdict] = (),
+                 gate_note: str = "") -> str:
+    body = run_report(record, verdicts, gate_note, limit=600, max_failures=10)
+    return text.cut(body, STEP_SUMMARY_LIMIT, "report.md in the evidence artifact")

@@ -1,0 +1,274 @@
+"""Phase gate definitions: ``checks/gates/<id>.yaml`` -> validated :class:`Gate` objects.
+
+A gate file keeps the checklist wording of the bootstrap phases and says, per checklist
+line, what satisfies it::
+
+    id: phase-2                      # must equal the file name
+    title: "Phase 2 Issue: CI + FlakeHub Cache"
+    after: phase-1                   # needs a passing phase-1 verdict first (optional)
+    outcome: "Flake builds are repeatable ..."
+    sections:
+      - title: Gate                  # required: true by default
+        items:
+          - text: "CI builds `sandbox`, `desktop`, and `hypervisor` flakes successfully."
+            require:                 # every selector must match >= 1 result, all passed
+              - closure: sandbox
+          - text: "Workflow run links attached."
+            manual: manual/phase-2/workflow-runs.md   # file in the evidence dir
+      - title: Tasks
+        required: false              # shown and ticked when satisfied; never gates
+
+Selector keys (all given keys must match): ``closure``, ``loop`` (names), ``rust``
+(``crate::bin::test`` glob), ``node`` (node-id glob), ``area``, ``marker``, ``host`` (host
+glob), ``check`` (host-check function-name glob), ``where`` (property filter) and ``expect``
+(property every matched result must have: a value, a list of values, or ``true`` for
+"recorded"). Record-level selectors stand alone: ``release: grind_sha|promoted_sha|domain|
+prompt`` and ``tree: clean``. Evaluation lives in :mod:`choirci.gates.verdicts`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from choirci.config.yamlpos import Located, load_yaml
+from choirci.config.yamlpos import describe as _describe
+from choirci.errors import ConfigError
+
+MATCH_KEYS = ("closure", "loop", "rust", "node", "area", "marker", "host", "check")
+SELECTOR_KEYS = (*MATCH_KEYS, "where", "expect")
+RELEASE_FACTS = ("grind_sha", "promoted_sha", "domain", "prompt")
+AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
+MARKERS = ("nix", "rust", "host", "loop")
+
+
+@dataclass(frozen=True)
+class Selector:
+    match: tuple[tuple[str, str], ...] = ()  # (key, pattern) from MATCH_KEYS
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    expect: tuple[tuple[str, tuple[str, ...]], ...] = ()  # () values = "must be recorded"
+    release: str | None = None
+    tree: str | None = None
+
+    def describe(self) -> str:
+        if self.release:
+            return f"release {self.release}"
+        if self.tree:
+            return f"tree {self.tree}"
+        parts = [f"{k}={v}" for k, v in self.match]
+        parts += [f"where {k} in {'|'.join(v)}" for k, v in self.where]
+        parts += [f"expect {k}{' in ' + '|'.join(v) if v else ' recorded'}" for k, v in self.expect]
+        return ", ".join(parts) or "any result"
+
+
+@dataclass(frozen=True)
+class GateItem:
+    text: str
+    section: str
+    required: bool
+    require: tuple[Selector, ...] = ()
+    manual: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def checked(self) -> bool:
+        return bool(self.require or self.manual)
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    title: str
+    outcome: str
+    after: str | None
+    items: tuple[GateItem, ...]
+    source: str
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(item.section for item in self.items))
+
+
+def default_dir() -> Path:
+    return Path(str(importlib.resources.files("choirci.checks") / "gates"))
+
+
+def available(directory: Path) -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in directory.glob("*.yaml")))
+
+
+def gates_dir(directory: Path | None) -> Path:
+    """``directory`` (the bundled gates when None); a configured dir that is not there is an
+    error, never a silent "no gates"."""
+    if directory is None:
+        return default_dir()
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(f"gates dir {directory} {what}; fix 'gates:' in choirci.yaml or "
+                          "--gates, or drop it to use the bundled gates")
+    return directory
+
+
+def load(gate_id: str, directory: Path | None = None) -> Gate:
+    directory = gates_dir(directory)
+    path = directory / f"{gate_id}.yaml"
+    if not path.is_file():
+        known = available(directory)
+        hint = difflib.get_close_matches(gate_id, known, n=1)
+        did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+        raise ConfigError(
+            f"no gate {gate_id!r} in {directory}; {did_you_mean}known gates: "
+            f"{', '.join(known) or 'none'}"
+        )
+    return parse(load_yaml(path), gate_id)
+
+
+def load_all(directory: Path | None = None) -> tuple[Gate, ...]:
+    directory = gates_dir(directory)
+    return tuple(load(gate_id, directory) for gate_id in available(directory))
+
+
+class _Check:
+    def __init__(self, located: Located) -> None:
+        self.located = located
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.located.where(path)}: {path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_describe(value)}")
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise self.fail(f"{path}.{key}" if path else str(key),
+                                f"unknown key{did_you_mean}; allowed: {', '.join(allowed)}")
+        return value
+
+    def text(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {_describe(value)}")
+        return value.strip()
+
+    def listing(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a non-empty list, got {_describe(value)}")
+        return value
+
+    def values(self, value: Any, path: str) -> tuple[str, ...]:
+        if value is True:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        if not items or any(isinstance(v, (dict, list)) or v is None for v in items):
+            raise self.fail(path, "expected a value, a list of values, or true for 'recorded'")
+        return tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in items)
+
+
+def parse(located: Located, gate_id: str) -> Gate:
+    c = _Check(located)
+    top = c.mapping(located.data, "", ("id", "title", "outcome", "after", "sections"))
+    if c.text(top.get("id"), "id") != gate_id:
+        raise c.fail("id", f"is {top.get('id')!r} but the file is {gate_id}.yaml; make them equal")
+    after = top.get("after")
+    items: list[GateItem] = []
+    for s_index, section in enumerate(c.listing(top.get("sections"), "sections")):
+        items += _section(c, section, f"sections[{s_index}]")
+    if not any(item.required for item in items):
+        raise c.fail("sections", "no required item: a gate that checks nothing would always "
+                     "pass; mark a section required: true")
+    return Gate(
+        id=gate_id,
+        title=c.text(top.get("title"), "title"),
+        outcome=c.text(top["outcome"], "outcome") if "outcome" in top else "",
+        after=c.text(after, "after") if after is not None else None,
+        items=tuple(items),
+        source=located.source,
+    )
+
+
+def _section(c: _Check, value: Any, path: str) -> list[GateItem]:
+    section = c.mapping(value, path, ("title", "required", "items", "note"))
+    title = c.text(section.get("title"), f"{path}.title")
+    required = section.get("required", True)
+    if not isinstance(required, bool):
+        raise c.fail(f"{path}.required", f"expected true or false, got {_describe(required)}")
+    return [
+        _item(c, raw, f"{path}.items[{i}]", title, required)
+        for i, raw in enumerate(c.listing(section.get("items"), f"{path}.items"))
+    ]
+
+
+def _item(c: _Check, value: Any, path: str, section: str, required: bool) -> GateItem:
+    if isinstance(value, str):
+        value = {"text": value}
+    raw = c.mapping(value, path, ("text", "require", "manual", "note", "required"))
+    required = raw.get("required", required)
+    if not isinstance(required, bool):
+        raise c.fail(f"{path}.required", f"expected true or false, got {_describe(required)}")
+    manual = raw.get("manual")
+    item = GateItem(
+        text=c.text(raw.get("text"), f"{path}.text"),
+        section=section,
+        required=required,
+        require=tuple(_selector(c, s, f"{path}.require[{i}]")
+                      for i, s in enumerate(c.listing(raw["require"], f"{path}.require")))
+        if "require" in raw else (),
+        manual=tuple(_manual_path(c, m, f"{path}.manual")
+                     for m in (manual if isinstance(manual, list) else [manual]))
+        if manual is not None else (),
+        note=c.text(raw["note"], f"{path}.note") if "note" in raw else "",
+    )
+    if item.required and not item.checked:
+        raise c.fail(path, "a required item needs 'require:' selectors or 'manual:' evidence "
+                     "files; add one, or set required: false on the item or its section")
+    return item
+
+
+def _manual_path(c: _Check, value: Any, path: str) -> str:
+    text = c.text(value, path)
+    if text.startswith("/") or ".." in Path(text).parts:
+        raise c.fail(path, f"{text!r} must be a path inside the evidence dir, e.g. "
+                     "manual/phase-2/workflow-runs.md")
+    return text
+
+
+def _selector(c: _Check, value: Any, path: str) -> Selector:
+    raw = c.mapping(value, path, (*SELECTOR_KEYS, "release", "tree"))
+    if "release" in raw or "tree" in raw:
+        return _record_selector(c, raw, path)
+    match = tuple((k, c.text(str(raw[k]) if raw[k] is not None else None, f"{path}.{k}"))
+                  for k in MATCH_KEYS if k in raw)
+    if not match:
+        raise c.fail(path, f"a selector needs one of {', '.join(MATCH_KEYS)} "
+                     "(e.g. 'closure: sandbox' or 'marker: host')")
+    for key, allowed in (("area", AREAS), ("marker", MARKERS)):
+        value_ = dict(match).get(key)
+        if value_ is not None and value_ not in allowed:
+            raise c.fail(f"{path}.{key}", f"unknown {key} {value_!r}; use one of {', '.join(allowed)}")
+    return Selector(match=match, where=_props(c, raw.get("where"), f"{path}.where"),
+                    expect=_props(c, raw.get("expect"), f"{path}.expect"))
+
+
+def _record_selector(c: _Check, raw: dict[str, Any], path: str) -> Selector:
+    if len(raw) != 1:
+        raise c.fail(path, "'release:' and 'tree:' stand alone; put other keys in another selector")
+    if "tree" in raw:
+        if raw["tree"] != "clean":
+            raise c.fail(f"{path}.tree", f"expected 'clean', got {_describe(raw['tree'])}")
+        return Selector(tree="clean")
+    fact = raw["release"]
+    if fact not in RELEASE_FACTS:
+        raise c.fail(f"{path}.release",
+                     f"unknown release fact {fact!r}; use one of {', '.join(RELEASE_FACTS)}")
+    return Selector(release=fact)
+
+
+def _props(c: _Check, value: Any, path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if value is None:
+        return ()
+    table = value if isinstance(value, dict) else c.mapping(value, path, ())
+    return tuple((str(k), c.values(v, f"{path}.{k}")) for k, v in table.items())

@@ -1,0 +1,161 @@
+"""Probes of a promoted host: what runs (``/proc/<pid>/exe``), whether the release's store
+paths are valid and GC-rooted, the workspace checkout and secret file modes. Same contract as
+:mod:`choirci.hosts.probe`: ``*_command`` builds a POSIX sh command, ``parse_*`` reads its output.
+
+Formats:
+
+* running executables: ``EXE <pid> <sha256|-> <readlink /proc/pid/exe>`` (path empty when
+  unreadable; a replaced file reads ``<path> (deleted)``).
+* store paths: ``PATH <valid|invalid|unknown> <exists|absent> <path>`` (``unknown``: no
+  ``nix-store`` on the host, only ``test -e`` answered).
+* ``nix-store --query --roots``: ``<root> -> <path>`` lines, then our ``RC n``; ``NONIX`` alone
+  when the host has no ``nix-store``. Runtime roots (``/proc/..``, ``{censored}``) vanish when
+  the process stops, so they do not count as keeping a path.
+* git checkout: ``ABSENT``, ``NOTGIT <error>``, or ``BRANCH``/``HEAD``/``UPSTREAM`` lines and one
+  ``DIRTY <porcelain line>`` per change (untracked files included, as the promote gate counts).
+* file modes: ``<octal> <user>:<group> <path>`` per existing match of a path or glob.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+# --------------------------------------------------------------------------- release
+
+
+@dataclass(frozen=True)
+class RunningExe:
+    pid: int
+    path: str  # readlink /proc/<pid>/exe: empty when unreadable
+    sha256: str
+
+
+def exe_command(*, pid: int | None = None, process: str | None = None) -> str:
+    """The executable of ``pid``, or of every process whose name is exactly ``process``."""
+    source = str(pid) if pid is not None else f"$(pgrep -x {shlex.quote(process or '')})"
+    return (f"for pid in {source}; do sha=$({{ sha256sum < /proc/$pid/exe; }} 2>/dev/null | cut -d' ' -f1); "
+            "echo \"EXE $pid ${sha:--} $(readlink /proc/$pid/exe 2>/dev/null)\"; done")
+
+
+def parse_exes(output: str) -> list[RunningExe]:
+    out = []
+    for line in output.splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) >= 3 and fields[0] == "EXE" and fields[1].isdigit():
+            path = fields[3].strip() if len(fields) == 4 else ""
+            out.append(RunningExe(int(fields[1]), path, "" if fields[2] == "-" else fields[2]))
+    return out
+
+
+@dataclass(frozen=True)
+class StoreState:
+    path: str
+    valid: bool | None  # None: the host has no nix-store, only existence is known
+    exists: bool
+
+
+def store_command(paths: list[str]) -> str:
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return (
+        "if command -v nix-store >/dev/null 2>&1; then nix=1; else nix=; fi; "
+        f"for p in {quoted}; do v=unknown; if [ -n \"$nix\" ]; then "
+        "if nix-store --check-validity -- \"$p\" 2>/dev/null; then v=valid; else v=invalid; fi; fi; "
+        "if [ -e \"$p\" ]; then e=exists; else e=absent; fi; echo \"PATH $v $e $p\"; done"
+    )
+
+
+def parse_store(output: str) -> dict[str, StoreState]:
+    states = {}
+    for line in output.splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) == 4 and fields[0] == "PATH":
+            valid = {"valid": True, "invalid": False}.get(fields[1])
+            states[fields[3]] = StoreState(fields[3], valid, fields[2] == "exists")
+    return states
+
+
+def roots_command(path: str) -> str:
+    return ("command -v nix-store >/dev/null 2>&1 || { echo NONIX; exit 0; }; "
+            f"nix-store --query --roots -- {shlex.quote(path)}; echo \"RC $?\"")
+
+
+def parse_roots(output: str) -> tuple[list[str], int] | None:
+    """(persistent roots, nix-store exit code), or None when the host has no nix-store."""
+    lines = output.splitlines()
+    if "NONIX" in lines:
+        return None
+    rc = next((int(x[3:]) for x in lines if re.match(r"^RC \d+$", x)), -1)
+    roots = [line.split(" -> ", 1)[0] for line in lines if " -> " in line]
+    return [r for r in roots if not r.startswith(("/proc/", "{"))], rc
+
+
+# --------------------------------------------------------------------------- host state
+
+
+@dataclass(frozen=True)
+class Checkout:
+    path: str
+    state: str  # ok | absent | not-git
+    error: str = ""
+    branch: str = ""  # empty: detached HEAD
+    head: str = ""
+    upstream: str = ""  # origin/<branch> as of the last fetch, empty if unknown
+    dirty: tuple[str, ...] = ()
+
+
+def git_command(path: str, branch: str) -> str:
+    q = shlex.quote(path)
+    # safe.directory: the checkout is often owned by another user than the one checking it.
+    git = f"git -c safe.directory={q} -C {q}"
+    remote = shlex.quote(f"refs/remotes/origin/{branch}")
+    return (
+        "command -v git >/dev/null 2>&1 || exit 127; "
+        f"[ -d {q} ] || {{ echo ABSENT; exit 0; }}; "
+        f"err=$({git} rev-parse --git-dir 2>&1 >/dev/null) || {{ echo \"NOTGIT $err\"; exit 0; }}; "
+        f"echo \"BRANCH $({git} symbolic-ref --short -q HEAD)\"; "
+        f"echo \"HEAD $({git} rev-parse -q --verify HEAD)\"; "
+        f"echo \"UPSTREAM $({git} rev-parse -q --verify {remote})\"; "
+        f"{git} status --porcelain --untracked-files=normal | sed 's/^/DIRTY /'"
+    )
+
+
+def parse_git(path: str, output: str) -> Checkout:
+    lines = output.splitlines()
+    if "ABSENT" in lines:
+        return Checkout(path, "absent")
+    notgit = next((line for line in lines if line.startswith("NOTGIT")), None)
+    if notgit is not None:
+        return Checkout(path, "not-git", error=notgit[6:].strip())
+    values = {k: v.strip() for k, _, v in (line.partition(" ") for line in lines)
+              if k in ("BRANCH", "HEAD", "UPSTREAM")}
+    dirty = tuple(line[6:] for line in lines if line.startswith("DIRTY "))
+    return Checkout(path, "ok", branch=values.get("BRANCH", ""), head=values.get("HEAD", ""),
+                    upstream=values.get("UPSTREAM", ""), dirty=dirty)
+
+
+@dataclass(frozen=True)
+class FileMode:
+    path: str
+    mode: str  # as stat %a prints it: "600"
+    owner: str
+
+
+def glob_word(pattern: str) -> str:
+    """``pattern`` as one sh word: quoted, except its ``*`` and ``?`` (which the shell expands)."""
+    return "".join(p if p in ("*", "?") else shlex.quote(p) for p in re.split(r"([*?])", pattern) if p)
+
+
+def modes_command(pattern: str) -> str:
+    return (f"for f in {glob_word(pattern)}; do if [ -e \"$f\" ]; then "
+            "stat -L -c '%a %U:%G %n' -- \"$f\"; fi; done")
+
+
+def parse_modes(output: str) -> list[FileMode]:
+    out = []
+    for line in output.splitlines():
+        fields = line.split(" ", 2)
+        if len(fields) == 3 and re.match(r"^[0-7]{3,4}$", fields[0]):
+            out.append(FileMode(fields[2], fields[0], fields[1]))
+    return out
