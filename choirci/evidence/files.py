@@ -39,9 +39,32 @@ def record_json(record: RunRecord) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+# Fields whose values come from a closed vocabulary or identify the run; redacting them
+# would change what the record says (DEPLOY_TOKEN=passed must not rewrite an outcome).
+STRUCTURAL_RUN = frozenset({"shard", "status", "started", "finished", "exit_status",
+                            "expected_shards"})
+STRUCTURAL_ITEM = frozenset({"area", "outcome", "duration", "markers"})
+STRUCTURAL_PROVENANCE = frozenset({"commit"})
+
+
 def redacted(record: RunRecord, redactor: Redactor) -> RunRecord:
-    """The record with every string (node ids, logs, properties, argv) redacted."""
-    return from_json(redactor.tree(to_json(record)), "record")
+    """The record with its free text (messages, logs, property names and values, argv, node
+    ids and names) redacted; structural fields (outcome, status, area, markers, shard names,
+    timestamps, commit) are never touched."""
+    if not redactor.secrets:
+        return record
+    data = to_json(record)
+    for run in data["runs"]:
+        for key, value in list(run.items()):
+            if key == "items":
+                run[key] = [{k: v if k in STRUCTURAL_ITEM else redactor.tree(v)
+                             for k, v in item.items()} for item in value]
+            elif key == "provenance":
+                run[key] = {k: v if k in STRUCTURAL_PROVENANCE else redactor.tree(v)
+                            for k, v in value.items()}
+            elif key not in STRUCTURAL_RUN:
+                run[key] = redactor.tree(value)
+    return from_json(data, "record")
 
 
 def evidence_files(directory: Path) -> frozenset[str]:
@@ -104,8 +127,10 @@ def write_all(
 ) -> list[Path]:
     clean = redacted(record, redactor)
     found, note = gate_verdicts(clean, directory, gates_dir)
+    # choirci.json is redacted structurally above (a text pass would rewrite outcomes);
+    # the renderings get one more text pass.
     written = [
-        atomic.write_text(directory / name, redactor(content))
+        atomic.write_text(directory / name, content if name == RECORD else redactor(content))
         for name, content in render_all(clean, found, note).items()
     ]
     if step_summary:

@@ -298,7 +298,8 @@ def _item_to_json(item: ItemResult) -> dict[str, Any]:
 
 
 def from_json(data: Any, source: str = "choirci.json") -> RunRecord:
-    """Parse a record; a wrong or newer schema is a one-line ChoirciError naming ``source``."""
+    """Parse a record strictly: every field is type-checked, and anything wrong is one
+    ChoirciError line naming ``source``, the field's path and what was expected."""
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise ChoirciError(f"{source}: not a choirci run record (no \"schema\": \"{SCHEMA}\")")
     version = data.get("version")
@@ -307,42 +308,131 @@ def from_json(data: Any, source: str = "choirci.json") -> RunRecord:
             f"{source}: record version {version!r} is not supported (this choirci reads "
             f"version {VERSION}); use the choirci version that wrote it"
         )
-    try:
-        return RunRecord(runs=tuple(_run_from_json(run) for run in data.get("runs", [])))
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ChoirciError(f"{source}: malformed run record ({exc}); re-create the evidence") from None
+    read = _Reader(source)
+    runs = read.listing(data.get("runs", []), "runs")
+    return RunRecord(runs=tuple(_run_from_json(read, run, f"runs[{i}]")
+                                for i, run in enumerate(runs)))
 
 
-def _run_from_json(data: Mapping[str, Any]) -> ShardRun:
-    tree = data.get("tree") or {}
-    prov = dict(data.get("provenance") or {})
-    prov["argv"] = tuple(prov.get("argv") or ())
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Reader:
+    """Typed access to JSON values; every error is one line with the field's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, expected: str, value: Any) -> ChoirciError:
+        return ChoirciError(f"{self.source}: malformed run record: {path}: expected {expected}, "
+                            f"got {_short(value)}; re-create the evidence with pytest --grind")
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, "an object", value)
+        return value
+
+    def listing(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, "a list", value)
+        return value
+
+    def text(self, value: Any, path: str, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(path, "a string" + (" or null" if optional else ""), value)
+        return value
+
+    def texts(self, value: Any, path: str, optional: bool = False) -> tuple[str, ...] | None:
+        if value is None and optional:
+            return None
+        if value is None:
+            return ()
+        return tuple(self.text(v, f"{path}[{i}]") for i, v in enumerate(self.listing(value, path)))
+
+    def choice(self, value: Any, path: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(path, f"one of {', '.join(allowed)}", value)
+        return str(value)
+
+    def number(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise self.fail(path, "a number", value)
+        if value < 0 or value == float("inf"):
+            raise self.fail(path, "a finite number >= 0", value)
+        return float(value)
+
+    def integer(self, value: Any, path: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, "an integer or null", value)
+        return value
+
+
+STATUSES = ("complete", "incomplete")
+_PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance) if f.name != "argv")
+
+
+def _run_from_json(read: _Reader, value: Any, path: str) -> ShardRun:
+    data = read.mapping(value, path)
+    tree = read.mapping(data.get("tree") or {}, f"{path}.tree")
+    prov = read.mapping(data.get("provenance") or {}, f"{path}.provenance")
+    provenance = Provenance(
+        **{name: read.text(prov.get(name), f"{path}.provenance.{name}", optional=True)
+           for name in _PROVENANCE_FIELDS},
+        argv=read.texts(prov.get("argv"), f"{path}.provenance.argv") or (),
+    )
+    items = read.listing(data.get("items") or [], f"{path}.items")
     return ShardRun(
-        shard=str(data["shard"]),
-        status=str(data["status"]),
-        reason=str(data.get("reason") or ""),
-        started=str(data.get("started") or ""),
-        finished=data.get("finished"),
-        exit_status=data.get("exit_status"),
-        expected_shards=tuple(data.get("expected_shards") or ()),
-        provenance=Provenance(**prov),
-        tree=TreeState(before=_lines(tree.get("before")), after=_lines(tree.get("after"))),
-        items=tuple(_item_from_json(item) for item in data.get("items") or ()),
+        shard=read.text(data.get("shard"), f"{path}.shard"),
+        status=read.choice(data.get("status"), f"{path}.status", STATUSES),
+        reason=read.text(data.get("reason") or "", f"{path}.reason"),
+        started=read.text(data.get("started") or "", f"{path}.started"),
+        finished=read.text(data.get("finished"), f"{path}.finished", optional=True),
+        exit_status=read.integer(data.get("exit_status"), f"{path}.exit_status"),
+        expected_shards=read.texts(data.get("expected_shards"), f"{path}.expected_shards") or (),
+        provenance=provenance,
+        tree=TreeState(before=read.texts(tree.get("before"), f"{path}.tree.before", True),
+                       after=read.texts(tree.get("after"), f"{path}.tree.after", True)),
+        items=tuple(_item_from_json(read, item, f"{path}.items[{i}]")
+                    for i, item in enumerate(items)),
     )
 
 
-def _lines(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(str(line) for line in value)
+_ITEM_TEXTS = ("classname", "name", "message", "type", "details", "stdout", "stderr")
 
 
-def _item_from_json(data: Mapping[str, Any]) -> ItemResult:
-    values = dict(data)
-    values["markers"] = tuple(values.get("markers") or ())
-    values["properties"] = tuple((str(k), str(v)) for k, v in values.get("properties") or ())
-    values["duration"] = float(values.get("duration") or 0.0)
-    if values.get("outcome") not in OUTCOMES:
-        raise ValueError(f"unknown outcome {values.get('outcome')!r} for {values.get('nodeid')}")
-    return ItemResult(**values)
+def _item_from_json(read: _Reader, value: Any, path: str) -> ItemResult:
+    data = read.mapping(value, path)
+    unknown = sorted(set(data) - set(_ITEM_FIELDS))
+    if unknown:
+        raise read.fail(f"{path}.{unknown[0]}", "no such field", data[unknown[0]])
+    nodeid = read.text(data.get("nodeid"), f"{path}.nodeid")
+    if not nodeid:
+        raise read.fail(f"{path}.nodeid", "a non-empty string", nodeid)
+    properties = []
+    for i, pair in enumerate(read.listing(data.get("properties") or [], f"{path}.properties")):
+        where = f"{path}.properties[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise read.fail(where, "a [name, value] pair", pair)
+        value_ = pair[1]
+        if isinstance(value_, bool) or not isinstance(value_, (str, int, float)):
+            raise read.fail(f"{where}[1]", "a string or number", value_)
+        properties.append((pair[0], str(value_)))
+    return ItemResult(
+        nodeid=nodeid,
+        area=read.text(data.get("area"), f"{path}.area"),
+        outcome=read.choice(data.get("outcome"), f"{path}.outcome", OUTCOMES),
+        duration=read.number(data.get("duration", 0.0), f"{path}.duration"),
+        markers=read.texts(data.get("markers"), f"{path}.markers") or (),
+        host=read.text(data.get("host"), f"{path}.host", optional=True),
+        properties=tuple(properties),
+        **{name: read.text(data.get(name, ""), f"{path}.{name}") for name in _ITEM_TEXTS},
+    )
 
 
 def with_items(run: ShardRun, items: tuple[ItemResult, ...]) -> ShardRun:
