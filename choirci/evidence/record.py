@@ -31,6 +31,7 @@ placeholder, so merging stays order-independent and a lone narrowed run still sh
 from __future__ import annotations
 
 import functools
+import math
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -359,9 +360,9 @@ class _Reader:
         return str(value)
 
     def number(self, value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, "a number", value)
-        if value < 0 or value == float("inf"):
+        if not math.isfinite(value) or value < 0:
             raise self.fail(path, "a finite number >= 0", value)
         return float(value)
 
