@@ -31,8 +31,8 @@ placeholder, so merging stays order-independent and a lone narrowed run still sh
 from __future__ import annotations
 
 import functools
-import math
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
