@@ -23,15 +23,16 @@ class Area:
     name: str
     module: str  # the module that collects it (root collector's nodeid is the area name)
     has_items: Callable[[Config], bool]
+    markers: tuple[str, ...] = ()  # every marker its items carry (``-m`` decides on these)
 
 
 AREAS: tuple[Area, ...] = (
-    Area("closures", "choirci.nix.closures", lambda cfg: bool(cfg.closures)),
-    Area("loops", "choirci.nix.loops", lambda cfg: bool(cfg.loops)),
-    Area("rust", "choirci.rust.area", lambda cfg: bool(cfg.rust.targets)),
+    Area("closures", "choirci.nix.closures", lambda cfg: bool(cfg.closures), ("nix",)),
+    Area("loops", "choirci.nix.loops", lambda cfg: bool(cfg.loops), ("loop",)),
+    Area("rust", "choirci.rust.area", lambda cfg: bool(cfg.rust.targets), ("rust",)),
     # testinfra checks from checks/, per host
     Area("hosts", "choirci.hosts.area",
-         lambda cfg: "grind" in cfg.hosts or cfg.host_checks.configured),
+         lambda cfg: "grind" in cfg.hosts or cfg.host_checks.configured, ("host",)),
     # release::prompt_smoke, only with release.prompt_url
     Area("release", "choirci.release.smoke", lambda cfg: bool(cfg.release.prompt_url)),
 )

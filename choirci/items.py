@@ -17,16 +17,15 @@ Conventions every area follows:
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from choirci import settings as settings_mod
 from choirci.errors import ChoirciError
-from choirci.evidence import redact
+from choirci.progress import announcer  # re-exported: the areas import it from here
+
+__all__ = ["AreaCollector", "ChoirciItem", "ItemFailed", "announcer", "harness_error"]
 
 log = logging.getLogger("choirci")
 
@@ -73,28 +72,3 @@ class ChoirciItem(pytest.Item):
 def harness_error(message: str) -> None:
     """Report a harness problem as a one-line ERROR (setup phase), never a traceback."""
     pytest.fail(f"choirci: {message}", pytrace=False)
-
-
-def announcer(config: pytest.Config) -> Callable[[str], None]:
-    """Print a line to the terminal (or the log on xdist workers, which have none)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    guard = threading.Lock()  # nix output arrives on reader threads
-
-    settings = settings_mod.get(config)
-    extra = settings.config.redact if settings else ()
-
-    def say(line: str) -> None:
-        # The terminal is the CI log: it gets the same redaction as the evidence files.
-        line = redact.for_terminal(line, extra)
-        with guard:
-            if reporter is None:
-                log.warning("%s", line)
-            elif capture is not None:
-                # Progress must reach the terminal while the item runs, not its captured output.
-                with capture.global_and_fixture_disabled():
-                    reporter.write_line(line)
-            else:
-                reporter.write_line(line)
-
-    return say

@@ -1,4 +1,4 @@
-"""What a narrowed selection (--area, --closure, --rust-test) left out of a run.
+"""What a narrowed selection (--area, --closure, --rust-test, -m) left out of a run.
 
 ``-k``/``-m`` deselect collected items and pytest reports them; the choirci flags instead
 keep configured items from being collected at all, so nothing would record them and a gate
@@ -30,14 +30,18 @@ def left_out(settings: Settings) -> list[LeftOut]:
 
 
 def _area_off(settings: Settings, area: str) -> bool:
-    return bool(settings.areas) and area not in settings.areas
+    return settings.areas is not None and area not in settings.areas
+
+
+def _off_reason(settings: Settings) -> str:
+    return f"not selected ({settings.areas_why})"
 
 
 def _closures(settings: Settings) -> Iterator[LeftOut]:
     selected = {closure.name for closure in settings.closures}
     for closure in settings.config.closures:
         if _area_off(settings, "closures"):
-            yield LeftOut(f"closures::{closure.name}", ("nix",), "not selected (--area)")
+            yield LeftOut(f"closures::{closure.name}", ("nix",), _off_reason(settings))
         elif closure.name not in selected:
             yield LeftOut(f"closures::{closure.name}", ("nix",), "not selected (--closure)")
 
@@ -46,18 +50,18 @@ def _others(settings: Settings) -> Iterator[LeftOut]:
     cfg = settings.config
     if _area_off(settings, "loops"):
         for step in cfg.loops:
-            yield LeftOut(f"loops::{step.name}", ("loop",), "not selected (--area)")
+            yield LeftOut(f"loops::{step.name}", ("loop",), _off_reason(settings))
     if _area_off(settings, "hosts") and areas.get("hosts").has_items(cfg):
-        yield LeftOut("hosts::*", ("host",), "host checks not selected (--area)")
+        yield LeftOut("hosts::*", ("host",), f"host checks {_off_reason(settings)}")
     if _area_off(settings, "release") and areas.get("release").has_items(cfg):
-        yield LeftOut("release::prompt_smoke", (), "not selected (--area)")
+        yield LeftOut("release::prompt_smoke", (), _off_reason(settings))
 
 
 def _rust(settings: Settings) -> Iterator[LeftOut]:
     targets = settings.config.rust.targets
     if _area_off(settings, "rust"):
         for target in targets:
-            yield LeftOut(_all_of(target), ("rust",), "not selected (--area)")
+            yield LeftOut(_all_of(target), ("rust",), _off_reason(settings))
         return
     if not settings.rust_selection:
         return

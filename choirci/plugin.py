@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from choirci import areas
+from choirci import areas, selection
 from choirci import config as config_mod
 from choirci.errors import ChoirciError
 from choirci.rust.plan import parse_selection
+from choirci.session import evidence_dir
 from choirci.settings import SETTINGS, Settings
 
 MARKERS = {
@@ -58,13 +59,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sandbox::desktop_api_test::test_health_check (repeatable).",
     )
     group.addoption(
+        "--rust-ignored",
+        default=None,
+        choices=["skip", "include", "only"],
+        help="with --grind: #[ignore]d Rust tests: skip them (default), include them "
+        "(libtest --include-ignored) or run only them (--ignored); overrides rust.ignored.",
+    )
+    group.addoption(
         "--area",
         action="append",
         default=[],
         metavar="AREA",
         choices=list(areas.NAMES),
-        help="with --grind: collect only this area (repeatable; default: all). Unlike -m, other "
-        "areas are not even collected, so a shard of closures never compiles Rust tests.",
+        help="with --grind: collect only this area (repeatable; default: all, or the areas that "
+        "--closure/--rust-test imply). Other areas are not even collected, so a shard of "
+        "closures never compiles Rust tests; -m narrows the areas the same way.",
+    )
+    group.addoption(
+        "--python-tests",
+        action="store_true",
+        default=False,
+        help="with --grind: also collect the repository's own Python tests (by default only "
+        "choirci's areas count in the verdict; included tests are named in the report).",
     )
     group.addoption(
         "--choirci-config",
@@ -87,7 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
     opt = config.option
     if not opt.grind:
         flags = (("--closure", opt.closure), ("--rust-test", opt.rust_test),
-                 ("--area", opt.area), ("--evidence-dir", opt.evidence_dir))
+                 ("--area", opt.area), ("--evidence-dir", opt.evidence_dir),
+                 ("--python-tests", opt.python_tests))
         used = [flag for flag, value in flags if value]
         if used:
             raise pytest.UsageError(
@@ -100,13 +117,36 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_rootdir(config)
     try:
         settings = _resolve_settings(config)
+        lock = _claim_evidence_dir(config, settings)
     except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(AreaCollection(settings), "choirci-areas")
     from choirci.session.recorder import Recorder
 
-    config.pluginmanager.register(Recorder(config, settings), "choirci-recorder")
+    config.pluginmanager.register(Recorder(config, settings, lock), "choirci-recorder")
+
+
+def _claim_evidence_dir(config: pytest.Config, settings: Settings) -> evidence_dir.DirLock | None:
+    """Controller only: the evidence dir is writable and no other run writes it."""
+    if settings.is_worker or config.option.collectonly:
+        return None
+    source = evidence_dir.where(settings.config.evidence_where,
+                                from_cli=bool(config.option.evidence_dir))
+    evidence_dir.check_writable(settings.evidence_dir, source)
+    lock = evidence_dir.DirLock(settings.evidence_dir)
+    lock.acquire()
+    return lock
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Plain ``pytest`` in a choirci workspace collects nothing: say what to type instead."""
+    if config.option.grind or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+        return
+    found = config_mod.find_config(Path(config.invocation_params.dir))
+    if found is not None:
+        terminalreporter.write_line(f"choirci: this is a choirci workspace ({found}): run "
+                                    "`pytest --grind` (see `pytest --help`, group choirci)")
 
 
 def _check_rootdir(config: pytest.Config) -> None:
@@ -139,14 +179,18 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     evidence = Path(opt.evidence_dir) if opt.evidence_dir else cfg.evidence_dir
     if not evidence.is_absolute():
         evidence = invocation / evidence
+    choice = selection.choose(opt.area, opt.closure, opt.rust_test, opt.markexpr or "",
+                              selection.registered_markers(config.getini("markers")))
     return Settings(
         config=cfg,
         closures=closures,
         rust_selection=tuple(dict.fromkeys(opt.rust_test)),
-        areas=tuple(dict.fromkeys(opt.area)),
+        areas=choice.areas,
+        areas_why=choice.why,
         evidence_dir=evidence,
         invocation_dir=invocation,
         is_worker=hasattr(config, "workerinput"),
+        python_tests=opt.python_tests,
     )
 
 
@@ -155,6 +199,7 @@ class AreaCollection:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.python_skipped: list[Path] = []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
@@ -162,7 +207,7 @@ class AreaCollection:
     ) -> None:
         # tryfirst: our items must exist before -k/-m deselection and xdist scheduling.
         for area in areas.AREAS:
-            if self.settings.areas and area.name not in self.settings.areas:
+            if self.settings.areas is not None and area.name not in self.settings.areas:
                 continue
             module: Any = importlib.import_module(area.module)
             root = module.collect_area(session, self.settings)
@@ -184,4 +229,26 @@ class AreaCollection:
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         if collection_path.name in IGNORED_DIRS or collection_path.name.startswith("result-"):
             return True
+        if not self.settings.python_tests and collection_path not in self.initial_paths(config):
+            # The verdict is choirci's items only, unless --python-tests opts in.
+            if _looks_like_tests(collection_path):
+                self.python_skipped.append(collection_path)
+            return True
         return None
+
+    @staticmethod
+    def initial_paths(config: pytest.Config) -> set[Path]:
+        invocation = Path(config.invocation_params.dir)
+        return {(invocation / arg.split("::")[0]).resolve() for arg in config.args}
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.python_skipped and not self.settings.is_worker:
+            terminalreporter.write_line(
+                "choirci: the repository's own Python tests are not collected under --grind "
+                f"(e.g. {self.python_skipped[0].name}); add --python-tests to include them")
+
+
+def _looks_like_tests(path: Path) -> bool:
+    name = path.name
+    return name in ("tests", "test") or (name.endswith(".py") and (
+        name.startswith("test_") or name.endswith("_test.py")))

@@ -21,8 +21,11 @@ class Settings:
     rust_selection: tuple[str, ...]
     evidence_dir: Path
     invocation_dir: Path
-    areas: tuple[str, ...] = ()  # empty: every area
+    areas: tuple[str, ...] | None = None  # None: every area (see choirci.selection)
     is_worker: bool = False
+    rust_ignored: str | None = None  # --rust-ignored: overrides rust.ignored
+    areas_why: str = "--area"  # how the areas were chosen, for "not selected (...)" reasons
+    python_tests: bool = False  # --python-tests: the repository's own tests count too
 
     @property
     def root(self) -> Path:

@@ -36,7 +36,7 @@ def cfg(tmp_path: Path) -> config.Config:
 
 
 def settings(cfg: config.Config, closures: tuple[str, ...] = (), rust: tuple[str, ...] = (),
-             areas: tuple[str, ...] = ()) -> Settings:
+             areas: tuple[str, ...] | None = None) -> Settings:
     chosen = tuple(cfg.closure(name) for name in closures) or cfg.closures
     return Settings(config=cfg, closures=chosen, rust_selection=rust, evidence_dir=Path("e"),
                     invocation_dir=Path("."), areas=areas)

@@ -46,6 +46,7 @@ def test_config_reference_example_is_a_valid_config(tmp_path: Path) -> None:
     # The example points at a crate outside the workspace; the loader checks it exists.
     (tmp_path / "dioxus-desktop").mkdir()
     (tmp_path / "dioxus-desktop" / "Cargo.toml").write_text("[package]\n")
+    (tmp_path / "checks" / "gates").mkdir(parents=True)  # `gates:` must name a directory
     cfg = config.load(path)
     assert [c.name for c in cfg.closures] == ["sandbox", "hypervisor", "desktop"]
     assert cfg.rust.targets and cfg.loops and cfg.hosts

@@ -66,7 +66,7 @@ def narrowed(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 def test_narrowed_items_are_recorded_as_deselected(narrowed: pytest.Pytester) -> None:
-    narrowed.runpytest("--grind", "-p", "no:cacheprovider")
+    narrowed.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     found = items(narrowed)
     assert {k: v["outcome"] for k, v in found.items()} == {
         "test_ws.py::test_ok": "passed", "test_ws.py::test_health[grind]": "passed",
@@ -81,7 +81,7 @@ def test_narrowed_items_are_recorded_as_deselected(narrowed: pytest.Pytester) ->
 def test_a_gate_over_narrowed_items_fails(narrowed: pytest.Pytester,
                                           monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    narrowed.runpytest("--grind", "-p", "no:cacheprovider")
+    narrowed.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     monkeypatch.chdir(narrowed.path)
     capsys.readouterr()
     assert main(["gate", "narrow", "--evidence", "evidence"]) == 1
@@ -96,7 +96,7 @@ def test_a_finished_shard_is_not_called_incomplete(pytester: pytest.Pytester,
     pytester.makepyfile(test_ws=TESTS)
     monkeypatch.setenv("CHOIRCI_SHARD", "closures-sandbox")
     monkeypatch.setenv("CHOIRCI_EXPECTED_SHARDS", "closures-sandbox,loops")
-    result = pytester.runpytest("--grind", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: shard closures-sandbox complete (2 passed); the "
                                  "verdict needs all shards: choirci evidence merge"])
     assert "INCOMPLETE" not in result.stdout.str()
@@ -110,7 +110,7 @@ def test_a_failing_shard_says_so(pytester: pytest.Pytester,
     pytester.makepyfile(test_ws="def test_bad():\n    assert 0\n")
     monkeypatch.setenv("CHOIRCI_SHARD", "loops")
     monkeypatch.setenv("CHOIRCI_EXPECTED_SHARDS", "closures-sandbox,loops")
-    result = pytester.runpytest("--grind", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: shard loops complete (1 failed), FAIL on its own; "
                                  "the verdict needs all shards: choirci evidence merge"])
 
@@ -119,7 +119,7 @@ def test_an_all_skipped_run_is_a_fail(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", choirci="evidence: evidence\n")
     pytester.makepyfile(test_ws="import pytest\n\ndef test_a():\n    pytest.skip('no nix')\n\n"
                         "def test_b():\n    pytest.skip('no nix')\n")
-    result = pytester.runpytest("--grind", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: verdict FAIL (2 skipped)",
                                  "choirci: fail: nothing passed: 2 skipped"])
     report = (pytester.path / "evidence" / "report.md").read_text()
@@ -129,7 +129,7 @@ def test_an_all_skipped_run_is_a_fail(pytester: pytest.Pytester) -> None:
 def test_a_missing_gates_dir_is_named(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", choirci="gates: checks/gatez\n")
     pytester.makepyfile(test_ws="def test_a():\n    pass\n")
-    result = pytester.runpytest("--grind", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     missing = pytester.path / "checks" / "gatez"
     result.stdout.fnmatch_lines([f"choirci: warning: gates not evaluated: gates dir {missing} "
                                  "does not exist*"])

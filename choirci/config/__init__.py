@@ -84,6 +84,7 @@ class Config:
     host_checks: HostChecks = field(default_factory=HostChecks)
     gates_dir: Path | None = None
     evidence_dir: Path = Path("evidence")
+    evidence_where: str = ""  # "choirci.yaml:7: evidence" when the file set it, for messages
     release: ReleaseSettings = ReleaseSettings()
     redact: tuple[str, ...] = ()
     nix: NixSettings = NixSettings()
@@ -142,12 +143,18 @@ def parse(located: Located, root: Path, path: Path | None = None) -> Config:
     }
     parsed = {key: fn(r, top.get(key)) for key, fn in sections.items()}
     gates = r.optional_string(top.get("gates"), "gates")
+    if gates and not (root / gates).is_dir():
+        # Known now, not after the run: a typo would silently mean "no gates evaluated".
+        raise r.fail("gates", f"no such directory {root / gates}; create it or remove the key "
+                     "to use choirci's bundled gates")
     evidence = r.optional_string(top.get("evidence"), "evidence") or "evidence"
     return Config(
         path=path,
         root=root,
         gates_dir=(root / gates) if gates else None,
         evidence_dir=root / evidence,
+        evidence_where=(f"{located.where('evidence')}: evidence"
+                        if top.get("evidence") is not None else ""),
         redact=r.strings(top.get("redact"), "redact"),
         **parsed,
     )

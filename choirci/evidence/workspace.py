@@ -72,3 +72,19 @@ def state(root: Path, exclude: Path | None = None) -> GitState:
         branch=branch.strip() if branch else None,
         porcelain=porcelain(root, exclude),
     )
+
+
+def unignored_line(root: Path, directory: Path) -> str | None:
+    """The ``.gitignore`` line (``/evidence/``) that would ignore ``directory``, when it lies
+    inside ``root``'s checkout and git does not ignore it yet; None otherwise (outside the
+    checkout, already ignored, or not a git checkout at all)."""
+    prefix = _relative_to_top(root, directory)
+    if not prefix:
+        return None
+    try:
+        result = proc.run(["git", "check-ignore", "-q", "--no-index", prefix], cwd=root,
+                          timeout=GIT_TIMEOUT, setting="PATH")
+    except ChoirciError:
+        return None
+    # 0: ignored; 1: not ignored; anything else: git could not tell (say nothing).
+    return "/" + prefix if result.returncode == 1 else None

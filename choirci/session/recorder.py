@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from choirci import __version__
+from choirci import __version__, progress
 from choirci.errors import ChoirciError
 from choirci.evidence import files as evidence
 from choirci.evidence import workspace
@@ -44,7 +44,8 @@ from choirci.evidence.record import (
 )
 from choirci.evidence.redact import Redactor
 from choirci.gates import definitions as gates
-from choirci.session import outcomes
+from choirci.items import announcer
+from choirci.session import evidence_dir, outcomes
 from choirci.settings import Settings
 
 SHARD_ENV = "CHOIRCI_SHARD"
@@ -64,9 +65,12 @@ def marker_names(item: pytest.Item) -> tuple[str, ...]:
 
 
 class Recorder:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings,
+                 lock: evidence_dir.DirLock | None = None) -> None:
         self.config = config
         self.settings = settings
+        self.lock = lock  # held from pytest_configure to pytest_unconfigure
+        self.relay: progress.Relay | None = None  # workers' progress lines (xdist)
         # Only the controller records: workers forward their reports to it. ``workerinput``
         # marks a real xdist worker; $PYTEST_XDIST_WORKER alone would also silence a pytest
         # run started from inside a worker (a nested run is a controller of its own).
@@ -100,6 +104,18 @@ class Recorder:
         except ChoirciError as exc:
             self._restore_handlers()
             pytest.exit(f"choirci: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    def pytest_unconfigure(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist, controller: give each worker the file its progress lines go to."""
+        if self.relay is None:
+            self.relay = progress.Relay(announcer(self.config))
+            self.relay.start()
+        node.workerinput[progress.WORKERINPUT_KEY] = str(self.relay.path)
 
     def _install_handlers(self) -> None:
         for signum in STOP_SIGNALS:
@@ -189,6 +205,8 @@ class Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         if not self.active:
             return
         try:
@@ -288,6 +306,35 @@ class Recorder:
             terminalreporter.write_line(f"choirci: warning: gates not evaluated: {exc}")
         for line in self.final.runs[0].tree.dirtied:
             terminalreporter.write_line(f"choirci: warning: the run dirtied the git tree: {line}")
+        for line in result_lines(self.final):
+            terminalreporter.write_line(self.redactor(line))
+        hint = evidence_dir.ignore_hint(self.settings.root, self.settings.evidence_dir)
+        if hint:
+            terminalreporter.write_line(hint)
+
+
+def result_lines(record: RunRecord) -> list[str]:
+    """One line per closure (how it was obtained, how long, the store path) and a count of
+    the repository's own Python tests when --python-tests let them into the verdict."""
+    lines = []
+    for item in record.items:
+        if item.nodeid.startswith("closures::") and item.outcome != "deselected":
+            lines.append(closure_line(item))
+    python = [i for i in record.items if i.area == "python" and i.outcome != "deselected"]
+    if python:
+        lines.append(f"choirci: {len(python)} Python test(s) outside choirci's areas count in "
+                     "this verdict (--python-tests)")
+    return lines
+
+
+def closure_line(item: ItemResult) -> str:
+    if item.outcome != "passed":
+        why = item.message.strip().splitlines()[0] if item.message.strip() else ""
+        return f"choirci: {item.nodeid}: {item.outcome}" + (f" ({why[:160]})" if why else "")
+    how = item.prop("cache") or "built"
+    took = item.prop("build_time")
+    seconds = f" in {took}s" if took else ""
+    return f"choirci: {item.nodeid}: {how}{seconds} -> {item.prop('out_path') or '?'}"
 
 
 def verdict_lines(record: RunRecord) -> list[str]:
