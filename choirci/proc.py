@@ -5,11 +5,18 @@ list (never a shell string), logged with ``shlex.join`` before it starts, starte
 plumbum in its own session so that a timeout or Ctrl-C kills the whole process group, its
 output decoded leniently (binary output never raises) and returned as a
 :class:`CommandResult`.
+
+Orphans: if choirci itself dies without a chance to clean up (SIGKILL, the OOM killer), the
+child must not keep running (a test binary, a nix build). Each child is started through
+util-linux's ``setpriv --pdeathsig KILL`` when this machine has it: the kernel then kills the
+child the moment its parent dies, with no ``preexec_fn`` (unsafe with threads). Nix kills its
+own builders when ``nix`` dies; grandchildren of other tools are the tool's to reap.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import select
@@ -105,8 +112,10 @@ def run(
         raise ToolMissing(f"'{argv[0]}' not found on PATH; install it{hint}")
     log.info("+ %s", shlex.join(argv))
     started = time.monotonic()
+    guard = pdeathsig_prefix()
+    program, args = (guard[0], [*guard[1:], resolved, *argv[1:]]) if guard else (resolved, list(argv[1:]))
     # plumbum types popen() as text mode; without text=/encoding= it is a bytes Popen.
-    proc: subprocess.Popen[bytes] = local[resolved][list(argv[1:])].popen(  # type: ignore[assignment]
+    proc: subprocess.Popen[bytes] = local[program][args].popen(  # type: ignore[assignment]
         cwd=str(cwd) if cwd is not None else None,
         env=full_env,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -144,6 +153,21 @@ def run(
         duration=time.monotonic() - started,
         timed_out=timed_out,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def pdeathsig_prefix() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL --`` if this machine's setpriv supports it (util-linux 2.33+),
+    else () (then an orphan is possible; logged once)."""
+    setpriv = shutil.which("setpriv", path=os.environ.get("PATH", "") + os.pathsep + "/usr/bin:/bin")
+    if setpriv is not None:
+        probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True,
+                               timeout=10, check=False)
+        if probe.returncode == 0:
+            return (setpriv, "--pdeathsig", "KILL", "--")
+    log.warning("choirci: no 'setpriv --pdeathsig' (util-linux) here: a child process may outlive "
+                "a choirci that is killed with SIGKILL")
+    return ()
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> None:

@@ -78,3 +78,41 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+ORPHAN_PARENT = """
+import sys
+from choirci import proc
+proc.run(["sh", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 300"])
+"""
+
+
+def test_child_dies_when_its_parent_is_sigkilled(tmp_path: Path) -> None:
+    """No cleanup code runs on SIGKILL: the kernel's parent-death signal must end the child."""
+    import subprocess
+    import sys
+
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(pidfile)])
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    assert _alive(child)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    try:
+        assert not _alive(child), "the child outlived its SIGKILLed parent (an orphan)"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_the_guard_is_invisible_to_callers() -> None:
+    """setpriv wraps the child, but the recorded command and exit status are the caller's."""
+    assert proc.pdeathsig_prefix()[:3] == (proc.pdeathsig_prefix()[0], "--pdeathsig", "KILL")
+    result = proc.run(["sh", "-c", "exit 7"])
+    assert result.argv == ("sh", "-c", "exit 7") and result.returncode == 7
