@@ -37,10 +37,15 @@ def closure(name: str, outcome: str = "passed", cache: str = "present", **kw: ob
                 markers=("nix",), properties=props, duration=12.5, **kw)
 
 
-def host_check(check: str, host: str, outcome: str = "passed", **kw: object) -> ItemResult:
-    return item(f"checks/test_http.py::{check}[{host}]", "hosts", "checks.test_http",
-                f"{check}[{host}]", outcome, markers=("host",), host=host,
-                properties=(("host", host),), duration=0.25, **kw)
+def host_check(check: str, host: str, outcome: str = "passed", module: str = "test_http.py",
+               param: str = "", **kw: object) -> ItemResult:
+    """A bundled host check as the hosts area records it: ``hosts::<module>::<check>[<the
+    check's own parameter>-<testinfra host id>]``."""
+    ident = f"{param}-ssh://{host}" if param else f"ssh://{host}"
+    props = (("host", host), *kw.pop("properties", ()))  # type: ignore[misc]
+    return item(f"hosts::{module}::{check}[{ident}]", "hosts", f"hosts.{module[:-3]}",
+                f"{check}[{ident}]", outcome, markers=("host",), host=host,
+                properties=props, duration=0.25, **kw)
 
 
 def sample_items() -> tuple[ItemResult, ...]:

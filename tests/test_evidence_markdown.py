@@ -29,7 +29,8 @@ def test_phase_2_gate_report_matches_golden() -> None:
     verdict = verdicts.evaluate(gates.load("phase-2"), record, {"manual/phase-2/workflow-runs.md"})
     report = markdown.gate_report(verdict, record)
     golden("phase-2.gate.md", report)
-    assert "- [x] Workflow run links attached. — `manual/phase-2/workflow-runs.md`" in report
+    assert ("- [x] Workflow run links attached. — **attested by a person**: "
+            "`manual/phase-2/workflow-runs.md`") in report
     assert "- [ ] CI builds `sandbox`, `desktop`, and `hypervisor` flakes successfully." in report
     assert "**Verdict: FAIL**" in report
 

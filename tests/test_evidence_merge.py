@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from evidence_sample import closure, host_check, item, run
+from evidence_sample import COMMIT, closure, host_check, item, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from choirci.cli import main
 from choirci.evidence import files as evidence
-from choirci.evidence.record import RunRecord, from_json, merge, run_verdict
+from choirci.evidence.files import from_json
+from choirci.evidence.record import RunRecord, merge, run_verdict
 from choirci.evidence.redact import Redactor
 
 OUTCOMES = st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "missing"])
@@ -110,7 +111,7 @@ def test_cli_merge_renders_like_one_run(tmp_path: Path, capsys: object) -> None:
 
 def test_cli_merge_with_a_missing_shard_is_incomplete(tmp_path: Path, capsys: object) -> None:
     a = _write_shard(tmp_path / "a", "sandbox", (closure("sandbox"),), ("sandbox", "desktop"))
-    assert main(["evidence", "merge", str(a), "--out", str(tmp_path / "out")]) == 2
+    assert main(["evidence", "merge", str(a), "--out", str(tmp_path / "out")]) == 3
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "verdict INCOMPLETE" in out and "shard 'desktop' is missing" in out
 
@@ -122,3 +123,40 @@ def test_cli_merge_of_a_dir_without_record_is_a_one_line_error(tmp_path: Path,
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert err.startswith("choirci: error: ") and "no run record here" in err
     assert err.count("\n") == 1
+
+
+OTHER = "0" * 40
+
+
+def test_runs_of_one_shard_from_different_commits_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs of shard sandbox: commit A passed, commit B (later) too; which is the
+    run under judgement? Neither is taken silently."""
+    expected = ("sandbox",)
+    a = RunRecord(runs=(run(shard="sandbox", items=(closure("sandbox"),), expected=expected),))
+    b = RunRecord(runs=(run(shard="sandbox", items=(closure("sandbox"),), expected=expected,
+                            commit=OTHER, finished="2026-02-23T00:00:00Z"),))
+    evidence.write_all(a, tmp_path / "a", Redactor())
+    evidence.write_all(b, tmp_path / "b", Redactor())
+    argv = ["evidence", "merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shard 'sandbox' has runs of different commits" in err
+    assert "--keep-commit" in err and not (tmp_path / "out").exists()
+    assert main([*argv, "--keep-commit", COMMIT]) == 0
+    out = capsys.readouterr().out
+    assert "merged 1 shard run(s)" in out
+    assert evidence.load(tmp_path / "out").runs[0].provenance.commit == COMMIT
+    assert main([*argv, "--keep-commit", "f" * 40]) == 2
+    assert "has no run of --keep-commit" in capsys.readouterr().err
+
+
+def test_a_lone_shard_without_expected_shards_is_not_complete() -> None:
+    lone = RunRecord(runs=(run(shard="sandbox", items=(closure("sandbox"),)),))
+    assert lone.status == "incomplete"
+    assert "names no expected shards" in lone.incomplete_reasons[0]
+    assert run_verdict(lone).verdict == "incomplete"
+    unsharded = RunRecord(runs=(run(items=(closure("sandbox"),)),))
+    assert unsharded.status == "complete"

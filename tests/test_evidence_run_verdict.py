@@ -124,14 +124,14 @@ UNITS: dict[str, tuple[str, ...]] = {  # what a shard runs all of or none of, ->
     "closures::hypervisor": ("closures::hypervisor",),
     "loops::fmt": ("loops::fmt",),
     **{target: tuple(f"{target}::{t}" for t in tests) for target, tests in TARGETS.items()},
-    "hosts::*": ("checks/test_http.py::test_sandbox_health[grind]",),
+    "hosts::*": ("hosts::test_http.py::test_sandbox_health[ssh://grind]",),
     "release::prompt_smoke": ("release::prompt_smoke",),
 }
 ALL_IDS = sorted(nodeid for ids in UNITS.values() for nodeid in ids)
 
 
 def executed(nodeid: str, outcome: str = "passed") -> ItemResult:
-    if nodeid.startswith("checks/"):
+    if nodeid.startswith("hosts::"):
         return host_check("test_sandbox_health", "grind", outcome)
     return outcomes.finish(nodeid, outcome, (), [])
 

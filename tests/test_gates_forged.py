@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from choirci.cli import main
 from choirci.errors import ChoirciError
 from choirci.evidence import files as evidence
-from choirci.evidence.record import RunRecord, from_json, merge, run_verdict, to_json
+from choirci.evidence.files import from_json
+from choirci.evidence.record import RunRecord, merge, run_verdict, to_json
 from choirci.evidence.redact import Redactor
 from choirci.gates import definitions as gates
 from choirci.gates import verdicts

@@ -198,7 +198,7 @@ def test_shard_step_passes_args_unmangled(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(("status", "verdict"), [(0, "pass"), (1, "fail"), (2, "incomplete")])
+@pytest.mark.parametrize(("status", "verdict"), [(0, "pass"), (1, "fail"), (3, "incomplete"), (2, "error")])
 def test_merge_step_maps_exit_status_to_verdict(tmp_path: Path, status: int, verdict: str) -> None:
     bin_dir = tmp_path / "bin"
     fake_program(bin_dir, "choirci", f'echo "$@" > "{tmp_path}/argv"; exit {status}')
@@ -216,7 +216,7 @@ def test_merge_step_maps_exit_status_to_verdict(tmp_path: Path, status: int, ver
     ]
 
 
-@pytest.mark.parametrize(("status", "verdict"), [(0, "pass"), (1, "fail"), (2, "incomplete")])
+@pytest.mark.parametrize(("status", "verdict"), [(0, "pass"), (1, "fail"), (3, "incomplete"), (2, "error")])
 def test_gate_step_maps_exit_status_to_verdict(tmp_path: Path, status: int, verdict: str) -> None:
     bin_dir = tmp_path / "bin"
     fake_program(bin_dir, "choirci", f'echo "$@" > "{tmp_path}/argv"; exit {status}')

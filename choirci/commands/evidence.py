@@ -20,7 +20,10 @@ merge: read choirci.json from each DIR (one per matrix shard, as written by
 choirci.json, junit.xml and report.md to --out, exactly as a single run would. The order
 of the DIRs does not matter and merging twice changes nothing; a shard named in
 CHOIRCI_EXPECTED_SHARDS but absent makes the result incomplete. When two DIRs hold the
-same shard, the later run wins. Exit status: 0 pass, 1 fail, 2 incomplete.
+same shard, the later run wins; runs of one shard from different commits are refused
+unless --keep-commit says which commit to keep. A shard run that names no expected shards
+is incomplete on its own. Exit status: 0 pass, 1 fail, 3 incomplete, 2 refused or bad
+input (a malformed record, shard runs of different commits).
 
 example:  choirci evidence merge shards/*/ --out evidence/
 """
@@ -34,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     merge.add_argument("dirs", nargs="+", metavar="DIR", type=Path, help="shard evidence dirs")
     merge.add_argument("--out", metavar="DIR", type=Path, required=True,
                        help="where the merged evidence goes")
+    merge.add_argument("--keep-commit", metavar="SHA", default=None,
+                       help="when runs of one shard tested different commits, keep the runs "
+                       "of this (full) commit id")
     add_config_argument(merge, "config file for gates and redaction (default: "
                         "$CHOIRCI_CONFIG, else the nearest choirci.yaml, if any)")
 
@@ -43,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if any(d.resolve() == out for d in args.dirs):
         raise ChoirciError(f"--out {args.out} is also an input; write the merge to a new dir")
     cfg = optional_config(args.config)
-    record = evidence.merge_dirs(args.dirs)
+    record = evidence.merge_dirs(args.dirs, args.keep_commit)
     redactor = Redactor.from_env(extra=cfg.redact if cfg else ())
     written = evidence.write_all(record, args.out, redactor,
                                  gates_dir=cfg.gates_dir if cfg else None)

@@ -5,7 +5,8 @@ Layout of an evidence dir (names are part of the interface; the README documents
     choirci.json          the run record (choirci.evidence.record), the source of everything else
     junit.xml             JUnit for CI consumers (choirci.evidence.junit)
     report.md             run report: verdict, results by area, release record, gates, failures
-    gates/<gate>.json     verdict written by `choirci gate <gate>` (phase order reads these)
+    gates/<gate>.json     verdict written by `choirci gate <gate>`, bound to the record it judged
+    gates/stale/          verdicts of an earlier record in this dir, moved aside
     gates/<gate>.md       the gate report to paste on the phase issue
     manual/...            evidence files a person adds for checklist items no check can prove
 
@@ -15,16 +16,34 @@ record structurally, then each rendered text once more) and written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 from choirci.errors import ChoirciError
 from choirci.evidence import atomic, junit, markdown
-from choirci.evidence.record import RunRecord, from_json, merge, to_json
+from choirci.evidence.record import (
+    ITEM_FIELDS,
+    OUTCOMES,
+    SCHEMA,
+    VERSION,
+    ItemResult,
+    Provenance,
+    RunRecord,
+    ShardRun,
+    TreeState,
+    merge,
+    to_json,
+)
 from choirci.evidence.redact import Redactor
 from choirci.gates import definitions as gates
-from choirci.gates import verdicts
+from choirci.gates import manual, verdicts
 from choirci.release.record import release_record
 
 RECORD = "choirci.json"
@@ -67,45 +86,26 @@ def redacted(record: RunRecord, redactor: Redactor) -> RunRecord:
     return from_json(data, "record")
 
 
-def evidence_files(directory: Path) -> frozenset[str]:
-    """Regular files under ``directory`` with more than whitespace in them, as POSIX paths
-    relative to it."""
-    return frozenset(name for name, blank in _scan(directory) if not blank)
+def record_commit(record: RunRecord) -> str | None:
+    return release_record(record).grind_sha
 
 
-def blank_files(directory: Path) -> frozenset[str]:
-    """Regular files under ``directory`` that are empty or hold only whitespace."""
-    return frozenset(name for name, blank in _scan(directory) if blank)
-
-
-def _scan(directory: Path) -> list[tuple[str, bool]]:
-    if not directory.is_dir():
-        return []
-    return [(path.relative_to(directory).as_posix(), _is_blank(path))
-            for path in directory.rglob("*") if path.is_file()]
-
-
-def _is_blank(path: Path, chunk: int = 65_536) -> bool:
-    # Reads only up to the first non-whitespace byte: cheap for choirci.json and junit.xml.
-    try:
-        with path.open("rb") as handle:
-            while block := handle.read(chunk):
-                if block.strip():
-                    return False
-    except OSError:
-        return True
-    return True
+def attestations(directory: Path, gate: gates.Gate,
+                 record: RunRecord) -> dict[str, verdicts.Attestation]:
+    names = [name for item in gate.items for name in item.manual]
+    return manual.attest(directory, names, record_commit(record))
 
 
 def gate_verdicts(record: RunRecord, directory: Path,
                   gates_dir: Path | None) -> tuple[list[verdicts.GateVerdict], str]:
-    """Every gate evaluated against ``record`` (for the run report), or a note why not."""
+    """Every gate evaluated against ``record`` (for the run report), or a note why not.
+    Phase order is not checked here; ``choirci gate`` does that."""
     try:
         loaded = gates.load_all(gates_dir)
     except ChoirciError as exc:
         return [], f"gates not evaluated: {exc}"
-    files, blank = evidence_files(directory), blank_files(directory)
-    return [verdicts.evaluate(gate, record, files, blank) for gate in loaded], ""
+    return [verdicts.evaluate(gate, record, attestations(directory, gate, record))
+            for gate in loaded], ""
 
 
 def render_all(record: RunRecord, found: Sequence[verdicts.GateVerdict] = (),
@@ -150,39 +150,237 @@ def load(directory: Path) -> RunRecord:
     return from_json(data, str(path))
 
 
-def merge_dirs(directories: Sequence[Path]) -> RunRecord:
-    return merge([load(directory) for directory in directories])
+def merge_dirs(directories: Sequence[Path], keep_commit: str | None = None) -> RunRecord:
+    return merge([load(directory) for directory in directories], keep_commit)
+
+
+def record_digest(directory: Path) -> str:
+    """sha256 of the record file as it is on disk (a verdict is bound to it)."""
+    path = directory / RECORD if directory.is_dir() else directory
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ChoirciError(f"{path}: unreadable run record ({exc.strerror or exc})") from None
+
+
+def _cases(xml_text: str) -> Counter[tuple[str, str, str, str]]:
+    root = ElementTree.fromstring(xml_text)
+    found: Counter[tuple[str, str, str, str]] = Counter()
+    for suite in root.iter("testsuite"):
+        for case in suite.iter("testcase"):
+            status = next((child.tag for child in case
+                           if child.tag in ("failure", "error", "skipped")), "passed")
+            found[(suite.get("name", ""), case.get("classname", ""), case.get("name", ""),
+                   status)] += 1
+    return found
+
+
+def junit_problem(directory: Path, record: RunRecord) -> str | None:
+    """Why ``junit.xml`` does not say what ``choirci.json`` says (a stale or edited file),
+    or None when every suite, testcase and outcome agrees."""
+    path = directory / JUNIT
+    if not path.is_file():
+        return f"{path} is missing; choirci writes it with choirci.json (re-run or re-merge)"
+    try:
+        actual = _cases(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ElementTree.ParseError) as exc:
+        return f"{path} is unreadable ({exc}); re-run or re-merge to re-create it"
+    expected = _cases(junit.render(record))
+    if actual == expected:
+        return None
+    extra, missing = actual - expected, expected - actual
+    example = next(iter(missing or extra))
+    return (f"{path} differs from choirci.json ({sum(missing.values())} testcase(s) only in the "
+            f"record, {sum(extra.values())} only in junit.xml, e.g. {'::'.join(example[1:3])} "
+            f"{example[3]}); one of them is stale or edited: re-run or re-merge")
+
+
+def archive_stale_gates(directory: Path, digest: str) -> list[Path]:
+    """Move ``gates/*.json``/``.md`` that judged another record (or do not say which) to
+    ``gates/stale/``: a new run in a dir invalidates the verdicts of the old one."""
+    moved = []
+    folder = directory / "gates"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("record_sha256") == digest:
+            continue
+        for stale in (path, path.with_suffix(".md")):
+            if stale.exists():
+                target = folder / "stale" / stale.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                stale.replace(target)
+                moved.append(target)
+    return moved
 
 
 def write_gate(verdict: verdicts.GateVerdict, record: RunRecord, directory: Path,
-               redactor: Redactor) -> list[Path]:
-    """``gates/<id>.json`` (read by the phase-order check) and ``gates/<id>.md``."""
+               redactor: Redactor, binding: Mapping[str, Any] | None = None) -> list[Path]:
+    """``gates/<id>.json`` (bound to the commit, tree state, record and gate definition it
+    judged; never read back as proof of anything) and ``gates/<id>.md``."""
     gate = verdict.gate
     release = release_record(record)
-    data = {
-        "schema": "choirci.gate", "version": 1, "gate": gate.id, "verdict": verdict.verdict,
-        "reasons": list(verdict.reasons), "commit": release.grind_sha,
-        "status": record.status, "source": gate.source,
+    data: dict[str, Any] = {
+        "schema": "choirci.gate", "version": 2, "gate": gate.id, "verdict": verdict.verdict,
+        "reasons": [redactor(r) for r in verdict.reasons], "commit": release.grind_sha,
+        "tree": verdicts.tree_state(record), "dirty_tree": "allowed" if gate.allow_dirty
+        else "refused", "status": record.status, "source": gate.source,
+        "gate_sha256": gate.digest,
+        "gates": "custom" if gate.custom else "bundled",
+        "gates_sha256": gate.dir_digest or None,
+        **(binding or {}),
         "items": [{"text": v.item.text, "section": v.item.section, "required": v.item.required,
-                   "met": v.met, "reasons": list(v.reasons), "satisfied_by": list(v.satisfied_by)}
+                   "met": v.met, "reasons": [redactor(r) for r in v.reasons],
+                   "checked_by": [redactor(n) for n in v.checked_by],
+                   "attested_by": list(v.attested_by)}
                   for v in verdict.items],
     }
-    report = markdown.gate_report(verdict, record)
+    report = markdown.gate_report(verdict, record, binding)
     return [
         atomic.write_text(directory / "gates" / f"{gate.id}.json",
-                          redactor(json.dumps(redactor.tree(data), indent=2) + "\n")),
+                          json.dumps(data, indent=2, ensure_ascii=False) + "\n"),
         atomic.write_text(directory / "gates" / f"{gate.id}.md", redactor(report)),
     ]
 
 
-def previous_verdict(history: Path, gate_id: str) -> str | None:
-    """The verdict recorded in ``history/gates/<gate_id>.json``, or None."""
-    path = history / "gates" / f"{gate_id}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("gate") != gate_id:
-        return None
-    verdict = data.get("verdict")
-    return verdict if isinstance(verdict, str) else None
+# --------------------------------------------------------------------------- reading
+
+
+def from_json(data: Any, source: str = "choirci.json") -> RunRecord:
+    """Parse a record strictly: every field is type-checked, and anything wrong is one
+    ChoirciError line naming ``source``, the field's path and what was expected."""
+    if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+        raise ChoirciError(f"{source}: not a choirci run record (no \"schema\": \"{SCHEMA}\")")
+    version = data.get("version")
+    if version != VERSION:
+        raise ChoirciError(
+            f"{source}: record version {version!r} is not supported (this choirci reads "
+            f"version {VERSION}); use the choirci version that wrote it"
+        )
+    read = _Reader(source)
+    runs = read.listing(data.get("runs", []), "runs")
+    return RunRecord(runs=tuple(_run_from_json(read, run, f"runs[{i}]")
+                                for i, run in enumerate(runs)))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Reader:
+    """Typed access to JSON values; every error is one line with the field's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, expected: str, value: Any) -> ChoirciError:
+        return ChoirciError(f"{self.source}: malformed run record: {path}: expected {expected}, "
+                            f"got {_short(value)}; re-create the evidence with pytest --grind")
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, "an object", value)
+        return value
+
+    def listing(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, "a list", value)
+        return value
+
+    def text(self, value: Any, path: str, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(path, "a string" + (" or null" if optional else ""), value)
+        return value
+
+    def texts(self, value: Any, path: str, optional: bool = False) -> tuple[str, ...] | None:
+        if value is None and optional:
+            return None
+        if value is None:
+            return ()
+        return tuple(self.text(v, f"{path}[{i}]") for i, v in enumerate(self.listing(value, path)))
+
+    def choice(self, value: Any, path: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(path, f"one of {', '.join(allowed)}", value)
+        return str(value)
+
+    def number(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, "a number", value)
+        if not math.isfinite(value) or value < 0:
+            raise self.fail(path, "a finite number >= 0", value)
+        return float(value)
+
+    def integer(self, value: Any, path: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, "an integer or null", value)
+        return value
+
+
+STATUSES = ("complete", "incomplete")
+_PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance) if f.name != "argv")
+
+
+def _run_from_json(read: _Reader, value: Any, path: str) -> ShardRun:
+    data = read.mapping(value, path)
+    tree = read.mapping(data.get("tree") or {}, f"{path}.tree")
+    prov = read.mapping(data.get("provenance") or {}, f"{path}.provenance")
+    provenance = Provenance(
+        **{name: read.text(prov.get(name), f"{path}.provenance.{name}", optional=True)
+           for name in _PROVENANCE_FIELDS},
+        argv=read.texts(prov.get("argv"), f"{path}.provenance.argv") or (),
+    )
+    items = read.listing(data.get("items") or [], f"{path}.items")
+    return ShardRun(
+        shard=read.text(data.get("shard"), f"{path}.shard"),
+        status=read.choice(data.get("status"), f"{path}.status", STATUSES),
+        reason=read.text(data.get("reason") or "", f"{path}.reason"),
+        started=read.text(data.get("started") or "", f"{path}.started"),
+        finished=read.text(data.get("finished"), f"{path}.finished", optional=True),
+        exit_status=read.integer(data.get("exit_status"), f"{path}.exit_status"),
+        expected_shards=read.texts(data.get("expected_shards"), f"{path}.expected_shards") or (),
+        provenance=provenance,
+        tree=TreeState(before=read.texts(tree.get("before"), f"{path}.tree.before", True),
+                       after=read.texts(tree.get("after"), f"{path}.tree.after", True)),
+        items=tuple(_item_from_json(read, item, f"{path}.items[{i}]")
+                    for i, item in enumerate(items)),
+    )
+
+
+_ITEM_TEXTS = ("classname", "name", "message", "type", "details", "stdout", "stderr")
+
+
+def _item_from_json(read: _Reader, value: Any, path: str) -> ItemResult:
+    data = read.mapping(value, path)
+    unknown = sorted(set(data) - set(ITEM_FIELDS))
+    if unknown:
+        raise read.fail(f"{path}.{unknown[0]}", "no such field", data[unknown[0]])
+    nodeid = read.text(data.get("nodeid"), f"{path}.nodeid")
+    if not nodeid:
+        raise read.fail(f"{path}.nodeid", "a non-empty string", nodeid)
+    properties = []
+    for i, pair in enumerate(read.listing(data.get("properties") or [], f"{path}.properties")):
+        where = f"{path}.properties[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise read.fail(where, "a [name, value] pair", pair)
+        value_ = pair[1]
+        if isinstance(value_, bool) or not isinstance(value_, (str, int, float)):
+            raise read.fail(f"{where}[1]", "a string or number", value_)
+        properties.append((pair[0], str(value_)))
+    return ItemResult(
+        nodeid=nodeid,
+        area=read.text(data.get("area"), f"{path}.area"),
+        outcome=read.choice(data.get("outcome"), f"{path}.outcome", OUTCOMES),
+        duration=read.number(data.get("duration", 0.0), f"{path}.duration"),
+        markers=read.texts(data.get("markers"), f"{path}.markers") or (),
+        host=read.text(data.get("host"), f"{path}.host", optional=True),
+        properties=tuple(properties),
+        **{name: read.text(data.get(name, ""), f"{path}.{name}") for name in _ITEM_TEXTS},
+    )

@@ -9,7 +9,8 @@ backtick run inside them, so a log can never break out of its block.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from choirci import text
 from choirci.evidence.record import (
@@ -110,25 +111,56 @@ def counts_line(record: RunRecord) -> str:
 # --------------------------------------------------------------------------- gate report
 
 
+def _shown(names: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" +{len(names) - limit}" if len(names) > limit else "")
+
+
 def _tick(verdict: ItemVerdict) -> str:
+    """``[x]`` only for a met item; what met it says whether choirci *checked* it (executed
+    results) or a person *attested* it (a manual file naming this commit)."""
     box = "[x]" if verdict.met else "[ ]"
     item = verdict.item
     suffix = ""
-    if verdict.met and verdict.satisfied_by:
-        shown = ", ".join(f"`{n}`" for n in verdict.satisfied_by[:6])
-        more = f" +{len(verdict.satisfied_by) - 6}" if len(verdict.satisfied_by) > 6 else ""
-        suffix = f" — {shown}{more}"
-    elif not verdict.met:
+    if verdict.met:
+        parts = []
+        if verdict.checked_by:
+            parts.append(f"checked: {_shown(verdict.checked_by)}")
+        if verdict.attested_by:
+            parts.append(f"**attested by a person**: {_shown(verdict.attested_by)}")
+        if not parts and item.require:
+            parts.append("checked: " + ", ".join(s.describe() for s in item.require))
+        suffix = " — " + "; ".join(parts) if parts else ""
+    else:
         suffix = " — " + "; ".join(inline(r) for r in verdict.reasons[:4])
     tag = "" if item.required else " _(not gated)_"
     return f"- {box} {item.text}{tag}{suffix}"
 
 
-def gate_report(verdict: GateVerdict, record: RunRecord) -> str:
+def binding_lines(verdict: GateVerdict, binding: Mapping[str, Any] | None) -> list[str]:
+    gate = verdict.gate
+    binding = binding or {}
+    definitions = (f"**custom gates** (`{gate.dir_digest[:12]}`), gate `{gate.digest[:12]}`"
+                   if gate.custom else f"bundled gate `{gate.digest[:12]}`")
+    record = str(binding.get("record_sha256") or "")[:12]
+    lines = [f"- Judged: {f'record `{record}`, ' if record else ''}{definitions}"]
+    if gate.allow_dirty:
+        lines.append("- **This gate allows a dirty git tree** (`dirty_tree: allowed`)")
+    if gate.user_tests:
+        lines.append("- **This gate counts the workspace's own tests** (`user_tests: true`)")
+    for entry in binding.get("order") or ():
+        lines.append(f"- After `{entry['gate']}`: recomputed PASS for this commit from "
+                     f"`{entry['evidence']}` (record `{str(entry['record_sha256'])[:12]}`)")
+    return lines
+
+
+def gate_report(verdict: GateVerdict, record: RunRecord,
+                binding: Mapping[str, Any] | None = None) -> str:
     gate = verdict.gate
     headline = (f"**Verdict: {verdict.verdict.upper()}** "
                 f"(gate `{gate.id}`, {counts_line(record)})")
     lines = [f"# {gate.title}", "", headline, "", provenance_line(record), ""]
+    lines += binding_lines(verdict, binding) + [""]
     if gate.outcome:
         lines += [f"> Outcome: {gate.outcome}", ""]
     for section in gate.sections:
@@ -138,7 +170,8 @@ def gate_report(verdict: GateVerdict, record: RunRecord) -> str:
                  and not v.met]
         for v in notes:
             lines.append(f"  - manual evidence: add {', '.join(f'`{m}`' for m in v.item.manual)}"
-                         " to the evidence dir, then re-run `choirci gate`")
+                         " (a line `commit: <the full commit id>`, or under "
+                         "`manual/<commit>/`), then re-run `choirci gate`")
         lines.append("")
     if verdict.reasons:
         lines += ["## Why not pass", ""] + [f"- {inline(r)}" for r in verdict.reasons] + [""]

@@ -6,7 +6,8 @@ run; ``choirci evidence merge`` unions several. Because a record is just "runs k
 shard name", merging is order-independent and idempotent by construction, and a merged set
 of shards renders exactly like a single run.
 
-JSON layout (``choirci.json``)::
+JSON layout (``choirci.json``; :func:`to_json` writes it, ``choirci.evidence.files.from_json``
+reads it back strictly)::
 
     {"schema": "choirci.run", "version": 1,
      "status": ..., "expected_shards": [...],      # derived, rewritten on every save
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -142,6 +142,10 @@ class RunRecord:
     def incomplete_reasons(self) -> tuple[str, ...]:
         reasons = [] if self.runs else ["no run recorded"]
         reasons += [f"shard {name!r} is missing" for name in self.missing_shards]
+        if not self.expected_shards:
+            reasons += [f"shard {run.shard!r} names no expected shards (CHOIRCI_EXPECTED_SHARDS "
+                        "was unset), so nothing shows the set of shards is whole"
+                        for run in self.runs if run.shard]
         reasons += [
             f"{run.label} is incomplete: {run.reason or 'it did not finish'}"
             for run in self.runs
@@ -245,16 +249,30 @@ def commit_problem(record: RunRecord) -> str | None:
 # --------------------------------------------------------------------------- merge
 
 
-def merge(records: list[RunRecord] | tuple[RunRecord, ...]) -> RunRecord:
+def merge(records: list[RunRecord] | tuple[RunRecord, ...],
+          keep_commit: str | None = None) -> RunRecord:
     """Union of shard runs. Two runs of the same shard: the later ``finished`` wins (a
     re-run job replaces its earlier attempt); ties are broken by content, so the result
-    never depends on argument order."""
-    chosen: dict[str, ShardRun] = {}
+    never depends on argument order. Runs of one shard that tested different commits are
+    refused (one of them is the wrong run) unless ``keep_commit`` says which to keep."""
+    by_shard: dict[str, list[ShardRun]] = {}
     for record in records:
         for run in record.runs:
-            current = chosen.get(run.shard)
-            if current is None or _rank(run) > _rank(current):
-                chosen[run.shard] = run
+            by_shard.setdefault(run.shard, []).append(run)
+    chosen: dict[str, ShardRun] = {}
+    for shard, runs in by_shard.items():
+        commits = sorted({run.provenance.commit or "unknown" for run in runs})
+        if len(commits) > 1:
+            label = f"shard {shard!r}" if shard else "the unsharded run"
+            if keep_commit is None:
+                raise ChoirciError(
+                    f"{label} has runs of different commits ({', '.join(commits)}); merge the "
+                    "shards of one commit, or pass --keep-commit SHA to say which to keep")
+            runs = [run for run in runs if run.provenance.commit == keep_commit]
+            if not runs:
+                raise ChoirciError(f"{label} has no run of --keep-commit {keep_commit} (it has "
+                                   f"{', '.join(commits)}); give the full commit id of one")
+        chosen[shard] = max(runs, key=_rank)
     return RunRecord(runs=tuple(chosen[name] for name in sorted(chosen)))
 
 
@@ -288,152 +306,14 @@ def run_to_json(run: ShardRun) -> dict[str, Any]:
     return data
 
 
-_ITEM_FIELDS = tuple(f.name for f in fields(ItemResult))
+ITEM_FIELDS = tuple(f.name for f in fields(ItemResult))
 
 
 def _item_to_json(item: ItemResult) -> dict[str, Any]:
-    data = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    data = {name: getattr(item, name) for name in ITEM_FIELDS}
     data["markers"] = list(item.markers)
     data["properties"] = [list(pair) for pair in item.properties]
     return data
-
-
-def from_json(data: Any, source: str = "choirci.json") -> RunRecord:
-    """Parse a record strictly: every field is type-checked, and anything wrong is one
-    ChoirciError line naming ``source``, the field's path and what was expected."""
-    if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-        raise ChoirciError(f"{source}: not a choirci run record (no \"schema\": \"{SCHEMA}\")")
-    version = data.get("version")
-    if version != VERSION:
-        raise ChoirciError(
-            f"{source}: record version {version!r} is not supported (this choirci reads "
-            f"version {VERSION}); use the choirci version that wrote it"
-        )
-    read = _Reader(source)
-    runs = read.listing(data.get("runs", []), "runs")
-    return RunRecord(runs=tuple(_run_from_json(read, run, f"runs[{i}]")
-                                for i, run in enumerate(runs)))
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-class _Reader:
-    """Typed access to JSON values; every error is one line with the field's path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, expected: str, value: Any) -> ChoirciError:
-        return ChoirciError(f"{self.source}: malformed run record: {path}: expected {expected}, "
-                            f"got {_short(value)}; re-create the evidence with pytest --grind")
-
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, "an object", value)
-        return value
-
-    def listing(self, value: Any, path: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(path, "a list", value)
-        return value
-
-    def text(self, value: Any, path: str, optional: bool = False) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str):
-            raise self.fail(path, "a string" + (" or null" if optional else ""), value)
-        return value
-
-    def texts(self, value: Any, path: str, optional: bool = False) -> tuple[str, ...] | None:
-        if value is None and optional:
-            return None
-        if value is None:
-            return ()
-        return tuple(self.text(v, f"{path}[{i}]") for i, v in enumerate(self.listing(value, path)))
-
-    def choice(self, value: Any, path: str, allowed: tuple[str, ...]) -> str:
-        if value not in allowed:
-            raise self.fail(path, f"one of {', '.join(allowed)}", value)
-        return str(value)
-
-    def number(self, value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, "a number", value)
-        if not math.isfinite(value) or value < 0:
-            raise self.fail(path, "a finite number >= 0", value)
-        return float(value)
-
-    def integer(self, value: Any, path: str) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, "an integer or null", value)
-        return value
-
-
-STATUSES = ("complete", "incomplete")
-_PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance) if f.name != "argv")
-
-
-def _run_from_json(read: _Reader, value: Any, path: str) -> ShardRun:
-    data = read.mapping(value, path)
-    tree = read.mapping(data.get("tree") or {}, f"{path}.tree")
-    prov = read.mapping(data.get("provenance") or {}, f"{path}.provenance")
-    provenance = Provenance(
-        **{name: read.text(prov.get(name), f"{path}.provenance.{name}", optional=True)
-           for name in _PROVENANCE_FIELDS},
-        argv=read.texts(prov.get("argv"), f"{path}.provenance.argv") or (),
-    )
-    items = read.listing(data.get("items") or [], f"{path}.items")
-    return ShardRun(
-        shard=read.text(data.get("shard"), f"{path}.shard"),
-        status=read.choice(data.get("status"), f"{path}.status", STATUSES),
-        reason=read.text(data.get("reason") or "", f"{path}.reason"),
-        started=read.text(data.get("started") or "", f"{path}.started"),
-        finished=read.text(data.get("finished"), f"{path}.finished", optional=True),
-        exit_status=read.integer(data.get("exit_status"), f"{path}.exit_status"),
-        expected_shards=read.texts(data.get("expected_shards"), f"{path}.expected_shards") or (),
-        provenance=provenance,
-        tree=TreeState(before=read.texts(tree.get("before"), f"{path}.tree.before", True),
-                       after=read.texts(tree.get("after"), f"{path}.tree.after", True)),
-        items=tuple(_item_from_json(read, item, f"{path}.items[{i}]")
-                    for i, item in enumerate(items)),
-    )
-
-
-_ITEM_TEXTS = ("classname", "name", "message", "type", "details", "stdout", "stderr")
-
-
-def _item_from_json(read: _Reader, value: Any, path: str) -> ItemResult:
-    data = read.mapping(value, path)
-    unknown = sorted(set(data) - set(_ITEM_FIELDS))
-    if unknown:
-        raise read.fail(f"{path}.{unknown[0]}", "no such field", data[unknown[0]])
-    nodeid = read.text(data.get("nodeid"), f"{path}.nodeid")
-    if not nodeid:
-        raise read.fail(f"{path}.nodeid", "a non-empty string", nodeid)
-    properties = []
-    for i, pair in enumerate(read.listing(data.get("properties") or [], f"{path}.properties")):
-        where = f"{path}.properties[{i}]"
-        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
-            raise read.fail(where, "a [name, value] pair", pair)
-        value_ = pair[1]
-        if isinstance(value_, bool) or not isinstance(value_, (str, int, float)):
-            raise read.fail(f"{where}[1]", "a string or number", value_)
-        properties.append((pair[0], str(value_)))
-    return ItemResult(
-        nodeid=nodeid,
-        area=read.text(data.get("area"), f"{path}.area"),
-        outcome=read.choice(data.get("outcome"), f"{path}.outcome", OUTCOMES),
-        duration=read.number(data.get("duration", 0.0), f"{path}.duration"),
-        markers=read.texts(data.get("markers"), f"{path}.markers") or (),
-        host=read.text(data.get("host"), f"{path}.host", optional=True),
-        properties=tuple(properties),
-        **{name: read.text(data.get(name, ""), f"{path}.{name}") for name in _ITEM_TEXTS},
-    )
 
 
 def with_items(run: ShardRun, items: tuple[ItemResult, ...]) -> ShardRun:

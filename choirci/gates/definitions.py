@@ -19,18 +19,36 @@ line, what satisfies it::
         required: false              # shown and ticked when satisfied; never gates
 
 Selector keys (all given keys must match): ``closure``, ``loop`` (names), ``rust``
-(``crate::bin::test`` glob), ``node`` (node-id glob), ``area``, ``marker``, ``host`` (host
-glob), ``check`` (host-check function-name glob), ``where`` (property filter) and ``expect``
-(property every matched result must have: a value, a list of values, or ``true`` for
-"recorded"). Record-level selectors stand alone: ``release: grind_sha|promoted_sha|domain|
-prompt`` and ``tree: clean``. Evaluation lives in :mod:`choirci.gates.verdicts`.
+(``crate::bin::test`` glob), ``node`` (node-id glob), ``area``, ``marker``, ``check`` (a
+bundled host check named by module and function, ``test_http.py::test_sandbox_health``,
+checked against ``checks/`` when the gate loads), ``param`` (that check's own
+parametrisation, e.g. the unit ``hypervisor``; the host part is never part of it), ``host``
+(host-name glob), ``where`` (property filter) and ``expect`` (property every matched result
+must have: a value, a list of values, or ``true`` for "recorded"). Record-level selectors
+stand alone: ``release: grind_sha|promoted_sha|domain|prompt``, ``tree: clean`` and
+``run: pass`` (the run verdict). Selectors match only choirci's own items (closures, loops,
+rust, release and the bundled host checks) unless the gate says ``user_tests: true``.
+
+Gate-level keys beyond the checklist: ``dirty_tree: allowed`` (every gate fails on a dirty
+or unknown git tree unless it says this, and the report shows it), ``user_tests: true``.
+An item may say ``missing_check: "<what is missing>"``: the faithful check does not exist
+yet, so the item stays unmet with that reason (never met by a lookalike).
+
+Gate ids and ``after:`` are names (``phase-2``), never paths. Each manual evidence file
+belongs to one checklist line. A gate none of whose required items reads the run's own
+results is refused: it could pass on files alone. Evaluation lives in
+:mod:`choirci.gates.verdicts`.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import hashlib
 import importlib.resources
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +56,14 @@ from choirci.config.yamlpos import Located, load_yaml
 from choirci.config.yamlpos import describe as _describe
 from choirci.errors import ConfigError
 
-MATCH_KEYS = ("closure", "loop", "rust", "node", "area", "marker", "host", "check")
+MATCH_KEYS = ("closure", "loop", "rust", "node", "area", "marker", "host", "check", "param")
 SELECTOR_KEYS = (*MATCH_KEYS, "where", "expect")
 RELEASE_FACTS = ("grind_sha", "promoted_sha", "domain", "prompt")
 AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
 MARKERS = ("nix", "rust", "host", "loop")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+CHECK = re.compile(r"(test_[A-Za-z0-9_]+\.py)::(test_[A-Za-z0-9_]+)")
+RUN_VERDICTS = ("pass",)
 
 
 @dataclass(frozen=True)
@@ -52,12 +73,20 @@ class Selector:
     expect: tuple[tuple[str, tuple[str, ...]], ...] = ()  # () values = "must be recorded"
     release: str | None = None
     tree: str | None = None
+    run: str | None = None
+
+    @property
+    def on_results(self) -> bool:
+        """Whether the selector reads the run's own results (not a file or a fact)."""
+        return bool(self.match) or self.run is not None
 
     def describe(self) -> str:
         if self.release:
             return f"release {self.release}"
         if self.tree:
             return f"tree {self.tree}"
+        if self.run:
+            return f"run verdict {self.run}"
         parts = [f"{k}={v}" for k, v in self.match]
         parts += [f"where {k} in {'|'.join(v)}" for k, v in self.where]
         parts += [f"expect {k}{' in ' + '|'.join(v) if v else ' recorded'}" for k, v in self.expect]
@@ -72,10 +101,11 @@ class GateItem:
     require: tuple[Selector, ...] = ()
     manual: tuple[str, ...] = ()
     note: str = ""
+    missing_check: str = ""  # the faithful check does not exist yet: unmet with this reason
 
     @property
     def checked(self) -> bool:
-        return bool(self.require or self.manual)
+        return bool(self.require or self.manual or self.missing_check)
 
 
 @dataclass(frozen=True)
@@ -86,6 +116,11 @@ class Gate:
     after: str | None
     items: tuple[GateItem, ...]
     source: str
+    digest: str = ""  # sha256 of the gate file
+    custom: bool = False  # loaded from a gates dir other than the bundled one
+    dir_digest: str = ""  # sha256 over the gates dir's *.yaml (custom dirs)
+    allow_dirty: bool = False  # dirty_tree: allowed
+    user_tests: bool = False  # user_tests: true
 
     @property
     def sections(self) -> tuple[str, ...]:
@@ -112,7 +147,27 @@ def gates_dir(directory: Path | None) -> Path:
     return directory
 
 
+def check_name(value: str, what: str = "gate id") -> str:
+    """A gate id is a name (``phase-2``), never a path."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a gate name (lowercase letters, digits, "
+                          "'-' and '_'; e.g. phase-2); gates are looked up by name, never by path")
+    return value
+
+
+def is_bundled(directory: Path) -> bool:
+    return directory.resolve() == default_dir().resolve()
+
+
+def digest_dir(directory: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(directory.glob("*.yaml")):
+        sha.update(f"{path.name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return sha.hexdigest()
+
+
 def load(gate_id: str, directory: Path | None = None) -> Gate:
+    check_name(gate_id)
     directory = gates_dir(directory)
     path = directory / f"{gate_id}.yaml"
     if not path.is_file():
@@ -123,7 +178,10 @@ def load(gate_id: str, directory: Path | None = None) -> Gate:
             f"no gate {gate_id!r} in {directory}; {did_you_mean}known gates: "
             f"{', '.join(known) or 'none'}"
         )
-    return parse(load_yaml(path), gate_id)
+    gate = parse(load_yaml(path), gate_id)
+    custom = not is_bundled(directory)
+    return replace(gate, digest=hashlib.sha256(path.read_bytes()).hexdigest(), custom=custom,
+                   dir_digest=digest_dir(directory) if custom else "")
 
 
 def load_all(directory: Path | None = None) -> tuple[Gate, ...]:
@@ -168,26 +226,58 @@ class _Check:
         return tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in items)
 
 
+GATE_KEYS = ("id", "title", "outcome", "after", "sections", "dirty_tree", "user_tests")
+
+
 def parse(located: Located, gate_id: str) -> Gate:
     c = _Check(located)
-    top = c.mapping(located.data, "", ("id", "title", "outcome", "after", "sections"))
+    top = c.mapping(located.data, "", GATE_KEYS)
     if c.text(top.get("id"), "id") != gate_id:
         raise c.fail("id", f"is {top.get('id')!r} but the file is {gate_id}.yaml; make them equal")
     after = top.get("after")
+    if after is not None:
+        after = c.text(after, "after")
+        if not NAME.fullmatch(after):
+            raise c.fail("after", f"{after!r} is not a gate name (e.g. phase-1); never a path")
+        if after == gate_id:
+            raise c.fail("after", "a gate cannot come after itself")
+    dirty = top.get("dirty_tree", "refused")
+    if dirty not in ("refused", "allowed"):
+        raise c.fail("dirty_tree", f"expected 'allowed' or 'refused', got {_describe(dirty)}")
+    user_tests = top.get("user_tests", False)
+    if not isinstance(user_tests, bool):
+        raise c.fail("user_tests", f"expected true or false, got {_describe(user_tests)}")
     items: list[GateItem] = []
     for s_index, section in enumerate(c.listing(top.get("sections"), "sections")):
         items += _section(c, section, f"sections[{s_index}]")
     if not any(item.required for item in items):
         raise c.fail("sections", "no required item: a gate that checks nothing would always "
                      "pass; mark a section required: true")
+    if not any(item.required and any(s.on_results for s in item.require) for item in items):
+        raise c.fail("sections", "no required item reads the run's own results (only manual "
+                     "files or record facts), so a run could pass it without testing anything; "
+                     "add a 'require:' selector such as 'closure: sandbox' or 'run: pass'")
+    _one_file_per_line(c, items)
     return Gate(
         id=gate_id,
         title=c.text(top.get("title"), "title"),
         outcome=c.text(top["outcome"], "outcome") if "outcome" in top else "",
-        after=c.text(after, "after") if after is not None else None,
+        after=after,
         items=tuple(items),
         source=located.source,
+        allow_dirty=dirty == "allowed",
+        user_tests=user_tests,
     )
+
+
+def _one_file_per_line(c: _Check, items: list[GateItem]) -> None:
+    owner: dict[str, str] = {}
+    for item in items:
+        for name in item.manual:
+            if name in owner:
+                raise c.fail("sections", f"manual file {name} serves two checklist lines "
+                             f"({owner[name]!r} and {item.text!r}); give each line its own file")
+            owner[name] = item.text
 
 
 def _section(c: _Check, value: Any, path: str) -> list[GateItem]:
@@ -205,7 +295,8 @@ def _section(c: _Check, value: Any, path: str) -> list[GateItem]:
 def _item(c: _Check, value: Any, path: str, section: str, required: bool) -> GateItem:
     if isinstance(value, str):
         value = {"text": value}
-    raw = c.mapping(value, path, ("text", "require", "manual", "note", "required"))
+    raw = c.mapping(value, path, ("text", "require", "manual", "note", "required",
+                                  "missing_check"))
     required = raw.get("required", required)
     if not isinstance(required, bool):
         raise c.fail(f"{path}.required", f"expected true or false, got {_describe(required)}")
@@ -221,6 +312,8 @@ def _item(c: _Check, value: Any, path: str, section: str, required: bool) -> Gat
                      for m in (manual if isinstance(manual, list) else [manual]))
         if manual is not None else (),
         note=c.text(raw["note"], f"{path}.note") if "note" in raw else "",
+        missing_check=c.text(raw["missing_check"], f"{path}.missing_check")
+        if "missing_check" in raw else "",
     )
     if item.required and not item.checked:
         raise c.fail(path, "a required item needs 'require:' selectors or 'manual:' evidence "
@@ -237,8 +330,8 @@ def _manual_path(c: _Check, value: Any, path: str) -> str:
 
 
 def _selector(c: _Check, value: Any, path: str) -> Selector:
-    raw = c.mapping(value, path, (*SELECTOR_KEYS, "release", "tree"))
-    if "release" in raw or "tree" in raw:
+    raw = c.mapping(value, path, (*SELECTOR_KEYS, "release", "tree", "run"))
+    if "release" in raw or "tree" in raw or "run" in raw:
         return _record_selector(c, raw, path)
     match = tuple((k, c.text(str(raw[k]) if raw[k] is not None else None, f"{path}.{k}"))
                   for k in MATCH_KEYS if k in raw)
@@ -249,17 +342,56 @@ def _selector(c: _Check, value: Any, path: str) -> Selector:
         value_ = dict(match).get(key)
         if value_ is not None and value_ not in allowed:
             raise c.fail(f"{path}.{key}", f"unknown {key} {value_!r}; use one of {', '.join(allowed)}")
+    keys = dict(match)
+    if "check" in keys:
+        _bundled_check(c, keys["check"], f"{path}.check")
+    elif "param" in keys:
+        raise c.fail(f"{path}.param", "'param' narrows a 'check:'; name the check too")
     return Selector(match=match, where=_props(c, raw.get("where"), f"{path}.where"),
                     expect=_props(c, raw.get("expect"), f"{path}.expect"))
 
 
+def _bundled_check(c: _Check, value: str, path: str) -> None:
+    found = CHECK.fullmatch(value)
+    checks = bundled_checks()
+    if not found:
+        raise c.fail(path, f"{value!r}: name a bundled check by module and function, e.g. "
+                     "'test_http.py::test_sandbox_health' (never a bare name or a glob)")
+    module, function = found.groups()
+    if module not in checks:
+        raise c.fail(path, f"no bundled check module {module}; known: {', '.join(sorted(checks))}")
+    if function not in checks[module]:
+        hint = difflib.get_close_matches(function, checks[module], n=1)
+        did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+        raise c.fail(path, f"{module} has no check {function}; {did_you_mean}known: "
+                     f"{', '.join(checks[module])}")
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_checks() -> dict[str, tuple[str, ...]]:
+    """Module file name -> the test functions it defines, for the checks choirci ships."""
+    root = Path(str(importlib.resources.files("choirci.checks")))
+    found = {}
+    for path in sorted(root.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found[path.name] = tuple(node.name for node in tree.body
+                                 if isinstance(node, ast.FunctionDef)
+                                 and node.name.startswith("test_"))
+    return found
+
+
 def _record_selector(c: _Check, raw: dict[str, Any], path: str) -> Selector:
     if len(raw) != 1:
-        raise c.fail(path, "'release:' and 'tree:' stand alone; put other keys in another selector")
+        raise c.fail(path, "'release:', 'tree:' and 'run:' stand alone; put other keys in "
+                     "another selector")
     if "tree" in raw:
         if raw["tree"] != "clean":
             raise c.fail(f"{path}.tree", f"expected 'clean', got {_describe(raw['tree'])}")
         return Selector(tree="clean")
+    if "run" in raw:
+        if raw["run"] not in RUN_VERDICTS:
+            raise c.fail(f"{path}.run", f"expected 'pass', got {_describe(raw['run'])}")
+        return Selector(run="pass")
     fact = raw["release"]
     if fact not in RELEASE_FACTS:
         raise c.fail(f"{path}.release",

@@ -1,12 +1,15 @@
-"""Gate verdicts: a pure function of a gate, a run record and the evidence files present.
+"""Gate verdicts: a pure function of a gate, a run record and the manual evidence found.
 
-* An item is **met** only if every ``require`` selector matched at least one result and all
-  matched results passed (and carry the ``expect``-ed properties), and every ``manual``
-  evidence file is present with more than whitespace in it. Skipped, xfailed, xpassed,
-  errored, deselected and missing results never satisfy a selector.
+* An item is **met** only if every ``require`` selector matched at least one of choirci's own
+  results (closures, loops, rust, release, the bundled host checks; a workspace's tests only
+  when the gate says ``user_tests: true``) and all matched results passed (and carry the
+  ``expect``-ed properties), and every ``manual`` file is attested for the run's commit (see
+  :mod:`choirci.gates.manual`). Skipped, xfailed, xpassed, errored, deselected and missing
+  results never satisfy a selector. An item with ``missing_check`` is never met.
 * The gate is **incomplete** when the record is (an interrupted run, a missing matrix
-  shard, no run at all); otherwise **fail** when any required item is unmet or the runs
-  tested different commits; else **pass**.
+  shard, no run at all); otherwise **fail** when any required item is unmet, the runs
+  tested different commits, the git tree was dirty or unknown (unless the gate allows it) or
+  the evidence contradicts itself (``problems``, e.g. junit.xml); else **pass**.
 
 There is deliberately no parameter that turns an unmet item into a met one.
 """
@@ -14,15 +17,27 @@ There is deliberately no parameter that turns an unmet item into a met one.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from choirci.evidence import naming
-from choirci.evidence.record import PASSED, ItemResult, RunRecord, commit_problem
+from choirci.evidence.record import PASSED, ItemResult, RunRecord, commit_problem, run_verdict
 from choirci.gates.definitions import Gate, GateItem, Selector
-from choirci.release.record import ReleaseRecord, fact_problem, release_record
+from choirci.release.record import ReleaseRecord, check_of, fact_problem, is_own, release_record
 
-EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 2}
+# 2 is "refused or bad input" (a usage error, a malformed record, phase order not met):
+# the CLI's exit status for every ChoirciError.
+EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 3}
+REFUSED = 2
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A manual evidence file as found for one run: ``path`` (relative to the evidence
+    dir) attests the run's commit when ``problem`` is empty."""
+
+    path: str
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,8 @@ class ItemVerdict:
     met: bool
     reasons: tuple[str, ...] = ()
     satisfied_by: tuple[str, ...] = ()  # node ids and evidence files that met it
+    checked_by: tuple[str, ...] = ()  # the node ids among them
+    attested_by: tuple[str, ...] = ()  # the manual files among them (a person's word)
 
 
 @dataclass(frozen=True)
@@ -45,55 +62,80 @@ class GateVerdict:
         return EXIT_CODES[self.verdict]
 
 
-def evaluate(gate: Gate, record: RunRecord, files: Iterable[str] = (),
-             blank: Iterable[str] = ()) -> GateVerdict:
-    """``files``: paths (relative to the evidence dir) of evidence files with content;
-    ``blank``: those that exist but are empty or whitespace only (named as such)."""
-    present = frozenset(files)
+def _attestations(manual: Mapping[str, Attestation] | Iterable[str]) -> dict[str, Attestation]:
+    if isinstance(manual, Mapping):
+        return dict(manual)
+    return {name: Attestation(name) for name in manual}
+
+
+def evaluate(gate: Gate, record: RunRecord,
+             manual: Mapping[str, Attestation] | Iterable[str] = (),
+             problems: Sequence[str] = ()) -> GateVerdict:
+    """``manual``: gate file name -> what was found for it (a bare iterable of names counts
+    them as attested; absent names are missing). ``problems``: contradictions in the
+    evidence found by the caller; each fails the gate."""
+    found = _attestations(manual)
     release = release_record(record)
-    items = tuple(_item(item, record, release, present, frozenset(blank)) for item in gate.items)
+    items = tuple(_item(gate, item, record, release, found) for item in gate.items)
     unmet = [v for v in items if v.item.required and not v.met]
     if record.status != "complete":
         return GateVerdict(gate, "incomplete", record.incomplete_reasons, items)
     mixed = commit_problem(record)
-    if unmet or mixed:
-        reasons = ((mixed,) if mixed else ()) + tuple(
-            f"not met: {v.item.text} ({'; '.join(v.reasons)})" for v in unmet)
+    tree = [] if gate.allow_dirty else [f"git tree: {p} (gate {gate.id} needs a clean "
+                                        "checkout; commit or stash and re-run)"
+                                        for p in tree_problems(record)]
+    reasons = ((mixed,) if mixed else ()) + tuple(tree) + tuple(problems) + tuple(
+        f"not met: {v.item.text} ({'; '.join(v.reasons)})" for v in unmet)
+    if reasons:
         return GateVerdict(gate, "fail", reasons, items)
     return GateVerdict(gate, "pass", (), items)
 
 
-def _item(item: GateItem, record: RunRecord, release: ReleaseRecord,
-          present: frozenset[str], blank: frozenset[str]) -> ItemVerdict:
+def _item(gate: Gate, item: GateItem, record: RunRecord, release: ReleaseRecord,
+          found: Mapping[str, Attestation]) -> ItemVerdict:
     if not item.checked:
         return ItemVerdict(item, False, ("no automated check; tick by hand",))
     reasons: list[str] = []
-    used: list[str] = []
+    checked: list[str] = []
+    attested: list[str] = []
+    if item.missing_check:
+        reasons.append(f"no check yet: {item.missing_check}")
     for selector in item.require:
-        problems, matched = check(selector, record, release)
+        problems, matched = check(selector, record, release, gate.user_tests)
         reasons += problems
-        used += matched
+        checked += matched
     for name in item.manual:
-        if name in present:
-            used.append(name)
-        elif name in blank:
-            reasons.append(f"manual evidence {name} is empty; write the evidence into it")
-        else:
+        attestation = found.get(name)
+        if attestation is None:
             reasons.append(f"manual evidence {name} is not in the evidence dir")
-    return ItemVerdict(item, not reasons, tuple(reasons), tuple(dict.fromkeys(used)))
+        elif attestation.problem:
+            reasons.append(f"manual evidence {attestation.path} {attestation.problem}")
+        else:
+            attested.append(attestation.path)
+    checked_by = tuple(dict.fromkeys(checked))
+    return ItemVerdict(item, not reasons, tuple(reasons), checked_by + tuple(attested),
+                       checked_by, tuple(attested))
 
 
-def check(selector: Selector, record: RunRecord,
-          release: ReleaseRecord) -> tuple[list[str], list[str]]:
+def check(selector: Selector, record: RunRecord, release: ReleaseRecord,
+          user_tests: bool = False) -> tuple[list[str], list[str]]:
     """(problems, node ids that matched) for one selector."""
     if selector.release:
-        problem = fact_problem(release, selector.release)
+        problem = fact_problem(release, selector.release, record)
         return ([f"release {selector.release}: {problem}"] if problem else []), []
     if selector.tree:
-        return _tree_problems(record), []
-    matched = [item for item in record.items if matches(selector, item)]
+        return tree_problems(record), []
+    if selector.run:
+        verdict = run_verdict(record)
+        if verdict.verdict == "pass":
+            return [], []
+        why = "; ".join(verdict.reasons[:5]) + (" ..." if len(verdict.reasons) > 5 else "")
+        return [f"run verdict is {verdict.verdict}: {why}"], []
+    matched = [item for item in record.items
+               if (user_tests or is_own(item)) and matches(selector, item)]
     if not matched:
-        return [f"no result matched {selector.describe()}"], []
+        scope = "" if user_tests else " among choirci's own items"
+        return [f"no result matched {selector.describe()}{scope}"], []
     problems = [p for item in matched for p in _result_problems(selector, item)]
     return problems, [item.nodeid for item in matched]
 
@@ -119,9 +161,12 @@ def _match_one(key: str, pattern: str, item: ItemResult) -> bool:
         return pattern in item.markers
     if key == "host":
         return item.area == naming.HOSTS and fnmatch.fnmatchcase(item.host or "", pattern)
-    # check: the host check's function name, without the per-host parametrisation.
-    base = naming.split_param(item.nodeid)[0].split("::")[-1]
-    return item.area == naming.HOSTS and fnmatch.fnmatchcase(base, pattern)
+    check = check_of(item)
+    if check is None:
+        return False
+    if key == "check":
+        return check[0] == pattern
+    return bool(fnmatch.fnmatchcase(check[1], pattern))  # param: the check's own, never the host
 
 
 def _prop_in(item: ItemResult, name: str, values: tuple[str, ...]) -> bool:
@@ -142,7 +187,7 @@ def _result_problems(selector: Selector, item: ItemResult) -> list[str]:
     return problems
 
 
-def _tree_problems(record: RunRecord) -> list[str]:
+def tree_problems(record: RunRecord) -> list[str]:
     problems = []
     for run in record.runs:
         if run.tree.before is None or run.tree.after is None:
@@ -152,3 +197,10 @@ def _tree_problems(record: RunRecord) -> list[str]:
         elif run.tree.before:
             problems.append(f"{run.label} started from a dirty tree")
     return problems or ([] if record.runs else ["no run recorded"])
+
+
+def tree_state(record: RunRecord) -> str:
+    """``clean``, ``dirty`` or ``unknown`` over every run (bound into the gate verdict)."""
+    if not record.runs or any(r.tree.before is None or r.tree.after is None for r in record.runs):
+        return "unknown"
+    return "dirty" if tree_problems(record) else "clean"

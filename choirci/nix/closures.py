@@ -254,6 +254,10 @@ class ClosureItem(ChoirciItem):
         for output, path in result.outputs.items():
             suffix = "" if output == "out" else f".{output}"
             self.record(f"out_path{suffix}", path)
+            if output == "out":  # a NixOS system toplevel, by its shape (phase-3's gate reads it)
+                self.record("nixos_system", "true" if all(
+                    (Path(path) / name).exists() for name in ("nixos-version", "init", "kernel"))
+                    else "false")
             info = result.infos.get(path)
             if info is not None:
                 self.record(f"nar_hash{suffix}", info.nar_hash)

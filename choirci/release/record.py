@@ -4,16 +4,26 @@
 ``$CHOIRCI_PROMOTED_SHA`` as recorded at run time, ``release.domain`` from the config, and the
 ``release::prompt_smoke`` item's ``run_id``/``status`` properties (see
 :mod:`choirci.release.smoke`).
+
+:func:`fact_problem` is strict: the grind SHA and the promoted SHA are full 40-hex commit ids
+and equal; the promoted SHA also equals what a host reported where a bundled host check
+recorded it (``workspace_head`` of ``test_state.py::test_workspace_clean``); the domain counts
+as tested only when a bundled ``test_http.py::test_domain_login`` check for exactly that
+domain executed and passed (real requests, not the config string).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from choirci.evidence.record import RunRecord
+from choirci.evidence.record import ItemResult, RunRecord
 
 SMOKE_NODEID = "release::prompt_smoke"
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+DOMAIN_CHECK = "test_http.py::test_domain_login"
+HEAD_CHECK = "test_state.py::test_workspace_clean"
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,36 @@ class ReleaseRecord:
         }
 
 
+OWN_AREAS = ("closures", "loops", "rust", "release", "hosts")
+_HOST_ID = re.compile(r"(?:^|-)[a-z][a-z0-9+.]*://[^\]]*$")
+
+
+def is_own(item: ItemResult) -> bool:
+    """An item choirci itself made: a closure, loop, Rust test, release smoke or bundled host
+    check (node ids ``AREA::...``; a workspace's own tests are ``path/test_x.py::...``)."""
+    return item.area in OWN_AREAS and item.nodeid.startswith(f"{item.area}::")
+
+
+def check_of(item: ItemResult) -> tuple[str, str] | None:
+    """(``module.py::function``, the check's own parametrisation without the host part) of a
+    bundled host check, else None: ``hosts::test_units.py::test_unit_active[hypervisor-ssh://g]``
+    -> (``test_units.py::test_unit_active``, ``hypervisor``)."""
+    if item.area != "hosts" or not item.nodeid.startswith("hosts::"):
+        return None
+    base, param = _split_param(item.nodeid)
+    parts = base.split("::")
+    if len(parts) != 3 or not parts[1].endswith(".py"):
+        return None
+    return f"{parts[1]}::{parts[2]}", _HOST_ID.sub("", param)
+
+
+def _split_param(nodeid: str) -> tuple[str, str]:
+    if nodeid.endswith("]") and "[" in nodeid:
+        base, _, param = nodeid.partition("[")
+        return base, param[:-1]
+    return nodeid, ""
+
+
 def _single(values: list[str | None]) -> str | None:
     distinct = sorted({v for v in values if v})
     return distinct[0] if len(distinct) == 1 else None
@@ -68,21 +108,22 @@ def release_record(record: RunRecord) -> ReleaseRecord:
     )
 
 
-def fact_problem(release: ReleaseRecord, fact: str) -> str | None:
-    """Why ``fact`` of the release line is not satisfied, or None when it is."""
+def fact_problem(release: ReleaseRecord, fact: str, record: RunRecord | None = None) -> str | None:
+    """Why ``fact`` of the release line is not satisfied, or None when it is. The domain
+    and the host's view of the promoted SHA need the ``record``'s host checks."""
+    record = record or RunRecord()
     if fact == "grind_sha":
         if len(release.commits) > 1:
             return f"the shards tested different commits: {', '.join(release.commits)}"
-        return None if release.grind_sha else "no commit recorded (not a git checkout?)"
-    if fact == "promoted_sha":
-        if not release.promoted_sha:
-            return "no promoted SHA recorded; set CHOIRCI_PROMOTED_SHA for the run"
-        if release.grind_sha and not release.grind_sha.startswith(release.promoted_sha):
-            return (f"promoted SHA {release.promoted_sha} is not the grind commit "
-                    f"{release.grind_sha}; promote the commit that was tested")
+        if not release.grind_sha:
+            return "no commit recorded (not a git checkout?)"
+        if not FULL_SHA.fullmatch(release.grind_sha):
+            return f"{release.grind_sha!r} is not a full 40-hex commit id"
         return None
+    if fact == "promoted_sha":
+        return _promoted_problem(release, record)
     if fact == "domain":
-        return None if release.domain else "no domain recorded; set release.domain in choirci.yaml"
+        return _domain_problem(release, record)
     prompt = release.prompt
     if prompt is None:
         return f"{SMOKE_NODEID} did not run; set release.prompt_url in choirci.yaml"
@@ -90,3 +131,35 @@ def fact_problem(release: ReleaseRecord, fact: str) -> str | None:
         return (f"{SMOKE_NODEID} {prompt.outcome}: run {prompt.run_id or '-'} status "
                 f"{prompt.status or '-'} {prompt.message}").rstrip()
     return None
+
+
+def _promoted_problem(release: ReleaseRecord, record: RunRecord) -> str | None:
+    promoted = release.promoted_sha
+    if not promoted:
+        return "no promoted SHA recorded; set CHOIRCI_PROMOTED_SHA to the full commit id for the run"
+    if not FULL_SHA.fullmatch(promoted):
+        return (f"promoted SHA {promoted!r} is not a full 40-hex commit id; set "
+                "CHOIRCI_PROMOTED_SHA=$(git rev-parse HEAD)")
+    if promoted != release.grind_sha:
+        return (f"promoted SHA {promoted} is not the grind commit {release.grind_sha or 'unknown'}; "
+                "promote the commit that was tested")
+    for item in record.items:
+        check = check_of(item)
+        head = item.prop("workspace_head")
+        if check and check[0] == HEAD_CHECK and head and head != promoted:
+            return (f"host {item.host or '?'} reports workspace HEAD {head}, not the promoted "
+                    f"SHA {promoted} ({item.nodeid})")
+    return None
+
+
+def _domain_problem(release: ReleaseRecord, record: RunRecord) -> str | None:
+    domain = release.domain
+    if not domain:
+        return "no domain recorded; set release.domain in choirci.yaml"
+    checks = [item for item in record.items
+              if (check := check_of(item)) is not None and check == (DOMAIN_CHECK, domain)]
+    if not checks:
+        return (f"no request to {domain} was made: no {DOMAIN_CHECK} check for it ran; add it to "
+                "host_checks.domains and run the host checks against the promoted host")
+    bad = [f"{item.nodeid} {item.outcome}" for item in checks if item.outcome != "passed"]
+    return f"{domain} was not tested successfully: {', '.join(bad)}" if bad else None
