@@ -11,16 +11,34 @@ from __future__ import annotations
 import math
 import re
 
-ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# Every ECMA-48 escape form, 7-bit and 8-bit: control strings (OSC, DCS, SOS, PM, APC) up to
+# their terminator (BEL for OSC, ST = ESC \\ or 0x9c), CSI sequences (colours, cursor moves,
+# erase-line), nF sequences (charset designation: rustfmt writes ESC ( B after each line),
+# then any other two-character escape (ESC 7, ESC =, ESC M ...) and a dangling ESC.
+ANSI = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c|$)"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|\x1b[ -/]+[0-~]"
+    r"|\x1b[0-~]"
+    r"|\x1b"
+)
 # XML 1.0 allows \t \n \r; everything else below 0x20, DEL..0x9F except NEL, surrogates and
 # the non-characters U+FFFE/U+FFFF are refused by parsers (and by Jenkins).
 ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean(text: str) -> str:
-    """No ANSI escapes, no XML-illegal characters, ``\\r\\n`` as ``\\n``."""
+    """No terminal escapes, no XML-illegal characters, ``\\r\\n`` as ``\\n``, and a line
+    that a carriage return overwrote reads as the terminal showed it (its last version)."""
     text = ANSI.sub("", text).replace("\r\n", "\n")
+    if "\r" in text:
+        text = "\n".join(_overwritten(line) for line in text.split("\n"))
     return ILLEGAL.sub("", text)
+
+
+def _overwritten(line: str) -> str:
+    parts = [part for part in line.split("\r") if part]
+    return parts[-1] if parts else ""
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -110,7 +110,7 @@ def leaky(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 
 
 def test_no_prefix_reaches_the_evidence(leaky: pytest.Pytester) -> None:
-    leaky.runpytest("--grind", "-p", "no:cacheprovider")
+    leaky.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     evidence = leaky.path / "evidence"
     for name in ("choirci.json", "junit.xml", "report.md"):
         body = (evidence / name).read_text()
@@ -123,7 +123,7 @@ def test_no_prefix_reaches_the_evidence(leaky: pytest.Pytester) -> None:
 @pytest.mark.parametrize("extra", [[], ["-n", "2"]], ids=["controller", "xdist"])
 def test_terminal_shows_no_secret(leaky: pytest.Pytester, extra: list[str]) -> None:
     # -l shows locals, -rA every summary line, --tb=long every source line.
-    result = leaky.runpytest_subprocess("--grind", "-p", "no:cacheprovider", "-l", "-rA",
+    result = leaky.runpytest_subprocess("--grind", "--python-tests", "-p", "no:cacheprovider", "-l", "-rA",
                                         "--tb=long", *extra)
     output = result.stdout.str() + result.stderr.str()
     assert PREFIX not in output
@@ -139,7 +139,7 @@ def test_collection_error_shows_no_secret(pytester: pytest.Pytester,
     monkeypatch.setenv("ZAI_API_KEY", SECRET)
     pytester.makefile(".yaml", choirci="evidence: evidence\n")
     pytester.makepyfile(test_broken='import os\nraise ImportError("no " + os.environ["ZAI_API_KEY"])\n')
-    result = pytester.runpytest("--grind", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     assert PREFIX not in result.stdout.str()
     assert "no [REDACTED:ZAI_API_KEY]" in result.stdout.str()
     assert PREFIX not in (pytester.path / "evidence" / "choirci.json").read_text()
