@@ -81,7 +81,7 @@ def make_workspace(root: Path, packages: Mapping[str, str], config: str,
     (root / "pkg" / "flake.nix").write_text(flake(packages, nonce, shells))
     (root / "choirci.yaml").write_text(config)
     # What a run leaves behind (pytester's HOME is the workspace): keep the tree clean.
-    (root / ".gitignore").write_text(".cache/\nevidence/\n*.xml\nbuild.lock*\ncache/\nbin/\n")
+    (root / ".gitignore").write_text(".cache/\nevidence*/\n*.xml\nbuild.lock*\ncache/\nbin/\n")
     commit(root)
     return nonce
 

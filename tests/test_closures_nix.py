@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from nix_support import make_workspace, one, properties, run_nix, use_nix
+from nix_support import commit, make_workspace, one, properties, run_nix, use_nix
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_cold_built_then_present_then_substituted(pytester: pytest.Pytester, nix
     # One batched build for both, recorded verbatim on each item.
     command = one(alpha, "command")
     assert command == one(beta, "command")
-    assert "build --json --no-link --keep-going" in command
+    assert "build --log-format bar-with-logs --json --no-link --keep-going" in command
     assert command.endswith("'./pkg#alpha' './pkg#beta'")
     result.stdout.fnmatch_lines(["*building 2 closure(s) in one nix build: alpha, beta*"])
 
@@ -127,6 +127,38 @@ def test_failing_dependency_is_blamed(pytester: pytest.Pytester, nix_on: Path) -
     assert result.stdout.str().count("dependency broke here") >= 2
 
 
+FOD_FLAKE = Path(__file__).parent / "data" / "nix" / "fod-flake" / "flake.nix"
+
+
+def test_stale_fixed_output_hash_is_blamed_on_the_vendoring_derivation(
+        pytester: pytest.Pytester, nix_on: Path) -> None:
+    """A vendoring FOD whose pinned hash is stale (crane's cargo vendoring after a Cargo.lock
+    bump): the FOD's own closure FAILS naming the hash to pin (not an ERROR that blamed no
+    derivation); a closure built on it blames the FOD, not its own builder."""
+    (pytester.path / "pkg").mkdir()
+    (pytester.path / "pkg" / "flake.nix").write_text(FOD_FLAKE.read_text())
+    (pytester.path / "choirci.yaml").write_text(
+        "closures:\n  vendor: ./pkg#vendor\n  app: ./pkg#app\n  ok: ./pkg#ok\n"
+        f"nix:\n  lock_path: {pytester.path / 'build.lock'}\n")
+    (pytester.path / ".gitignore").write_text(".cache/\nevidence/\n*.xml\nbuild.lock*\n")
+    commit(pytester.path)
+    result, props = grind(pytester)
+    result.assert_outcomes(passed=1, failed=2)
+    text = result.stdout.str()
+    assert "blamed no derivation" not in text
+    vendor_drv = one(props["closures::vendor"], "drv_path")
+    assert vendor_drv.endswith("-vendor.drv")
+    got = "sha256-v1vvgjjTCCURCSYvUnLWTJwds2iPAiLWBuI1Vscfp7E="  # of "vendored crates\n"
+    result.stdout.fnmatch_lines([
+        ("*closure vendor (./pkg#vendor) did not build: its builder failed: hash mismatch in "
+         f"fixed-output derivation (specified sha256-AAAA*, got {got}; if the new content is "
+         f"expected, pin {got})*"),
+        (f"*closure app (./pkg#app) did not build: its dependency {vendor_drv} failed: hash "
+         "mismatch in fixed-output derivation*"),
+    ])
+    assert one(props["closures::ok"], "out_path").endswith("-ok")
+
+
 def test_unknown_attribute_is_an_error_and_others_still_build(pytester: pytest.Pytester,
                                                               nix_on: Path) -> None:
     typo = config(pytester).replace("./pkg#beta", "./pkg#betta")
@@ -146,8 +178,9 @@ def test_select_with_closure_and_marker(pytester: pytest.Pytester, nix_on: Path)
     result, props = grind(pytester, "--closure", "alpha", "-m", "nix")
     result.assert_outcomes(passed=1)
     assert set(props) == {"closures::alpha"}
-    assert one(props["closures::alpha"], "command").endswith("build --json --no-link --keep-going "
-                                                             "--print-build-logs './pkg#alpha'")
+    assert one(props["closures::alpha"], "command").endswith(
+        "build --log-format bar-with-logs --json --no-link --keep-going --print-build-logs "
+        "'./pkg#alpha'")
     result, props = grind(pytester, "-k", "alpha")
     result.assert_outcomes(passed=1)
 
@@ -175,14 +208,17 @@ def test_two_concurrent_runs_take_turns(pytester: pytest.Pytester, nix_on: Path)
     make_workspace(pytester.path, {"alpha": "sleep 4; date +%s.%N > $out", "beta": "echo b > $out"},
                    config(pytester, timeout=120))
     argv = [sys.executable, "-m", "pytest", "--grind", "-p", "no:cacheprovider", "-rA", "-m", "nix"]
-    first = subprocess.Popen([*argv, "--junitxml=first.xml"], cwd=pytester.path,
+    # Each run its own evidence dir: one evidence dir takes one run at a time.
+    first = subprocess.Popen([*argv, "--junitxml=first.xml", "--evidence-dir=evidence-1"],
+                             cwd=pytester.path,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sidecar = pytester.path / "build.lock.json"
     deadline = time.monotonic() + 60
     while not sidecar.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sidecar.exists(), "the first run never took the build lock"
-    second = subprocess.run([*argv, "--junitxml=second.xml"], cwd=pytester.path,
+    second = subprocess.run([*argv, "--junitxml=second.xml", "--evidence-dir=evidence-2"],
+                            cwd=pytester.path,
                             check=False, capture_output=True, text=True, timeout=300)
     first_out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, first_out

@@ -57,14 +57,14 @@ def test_version_is_read_once(fake: FakeNix) -> None:
     assert str(nix.version()) == "2.8.0"
     assert str(nix.version()) == "2.8.0"
     assert fake.calls() == ["--version"]
-    assert not nix.features().print_out_paths
 
 
 def test_build_argv_is_ci_shaped_and_extra_args_follow_the_subcommand(fake: FakeNix) -> None:
     nix = nix_for(fake, extra_args=("--builders", "ssh-ng://builder x86_64-linux"))
     argv = nix.build_argv(["./sandbox#sandbox", "./hypervisor#hypervisor"])
     assert argv == [str(fake.binary), *EXPERIMENTAL, "build", "--builders",
-                    "ssh-ng://builder x86_64-linux", "--json", "--no-link", "--keep-going",
+                    "ssh-ng://builder x86_64-linux", "--log-format", "bar-with-logs", "--json", "--no-link",
+                    "--keep-going",
                     "--print-build-logs", "./sandbox#sandbox", "./hypervisor#hypervisor"]
     dry = nix.build_argv(["./sandbox#sandbox"], dry_run=True)
     assert "--dry-run" in dry and "--keep-going" not in dry
@@ -120,17 +120,73 @@ def test_log_tail_absent_and_bounded(fake: FakeNix) -> None:
     assert len(text.encode()) <= 8 * 1024 + 5
 
 
-@pytest.mark.parametrize(("version", "subcommand"), [("nix (Nix) 2.8.0", "show-derivation"),
-                                                     ("nix (Nix) 2.24.1", "derivation show")])
-def test_drv_closure_subcommand_follows_the_version(tmp_path: Path, version: str,
-                                                   subcommand: str) -> None:
-    fake = FakeNix(tmp_path, version)
+@pytest.mark.parametrize("version", ["nix (Nix) 2.8.0", "nix (Nix) 2.24.1"])
+def test_drv_closure_probes_the_subcommand_whatever_the_version_says(tmp_path: Path,
+                                                                     version: str) -> None:
+    """``derivation show`` is tried, and ``show-derivation`` used only when Nix says the
+    subcommand does not exist; the version string decides nothing."""
     drv = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a.drv"
     dep = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b.drv"
-    for sub in ("show-derivation", "derivation"):
-        fake.answer(sub, out=json.dumps({drv: {}, dep: {}}))
-    assert nix_for(fake).drv_closure(drv) == {drv, dep}
-    assert fake.calls()[-1].startswith(f"--extra-experimental-features nix-command flakes {subcommand} ")
+    (tmp_path / "new").mkdir()
+    new = FakeNix(tmp_path / "new", version)
+    new.answer("derivation", out=json.dumps({drv: {}, dep: {}}))
+    nix = nix_for(new)
+    assert nix.drv_closure(drv) == {drv, dep} and nix.drv_closure(dep) == {drv, dep}
+    assert [c.split()[3:5] for c in new.calls()] == [["derivation", "show"]] * 2
+    assert nix.features().derivation_show
+
+    (tmp_path / "old").mkdir()
+    old = FakeNix(tmp_path / "old", version)
+    old.answer("derivation", err="error: 'derivation' is not a recognised command\n"
+               "Try 'nix --help' for more information.\n", rc=1)
+    old.answer("show-derivation", out=json.dumps({drv: {}, dep: {}}))
+    nix = nix_for(old)
+    assert nix.drv_closure(drv) == {drv, dep} and nix.drv_closure(dep) == {drv, dep}
+    assert [c.split()[3] for c in old.calls()] == ["derivation", "show-derivation",
+                                                   "show-derivation"]
+    assert not nix.features().derivation_show
+
+
+def test_drv_closure_failure_is_not_a_negative_probe(fake: FakeNix) -> None:
+    fake.answer("derivation", err="error: path '/nix/store/x.drv' is not valid\n", rc=1)
+    nix = nix_for(fake)
+    assert nix.drv_closure("/nix/store/x.drv") == {"/nix/store/x.drv"}
+    assert nix.features().derivation_show
+    assert all("show-derivation" not in call for call in fake.calls())
+
+
+def test_extra_args_go_on_every_call_after_the_whole_subcommand(fake: FakeNix) -> None:
+    """``--store`` in nix.extra_args must reach queries, deletes and verifies too, or their
+    answers silently come from another store."""
+    fake.answer("path-info", out="[]")
+    nix = nix_for(fake, extra_args=("--store", "/tmp/other store"))
+    drv, out = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a.drv", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
+    nix.build([".#a"])
+    nix.dry_run([".#a"])
+    nix.path_info([out])
+    nix.drv_closure(drv)
+    nix.log_tail(drv)
+    nix.copy([out], to="file:///tmp/cache")
+    nix.delete([out])
+    nix.verify([out])
+    nix.diff_closures(out, out)
+    calls = fake.calls()
+    subcommands = ["build", "build", "path-info", "derivation show", "log", "copy",
+                   "store delete", "store verify", "store diff-closures"]
+    assert len(calls) == len(subcommands)
+    for call, sub in zip(calls, subcommands, strict=True):
+        assert call.startswith(f"--extra-experimental-features nix-command flakes {sub} "
+                               "--store /tmp/other store "), call
+    assert shlex.join(nix.develop_argv("./sandbox", ["true"])[3:6]) == \
+        "develop --store '/tmp/other store'"
+
+
+def test_the_log_format_choirci_parses_is_pinned_after_the_users(fake: FakeNix) -> None:
+    nix = nix_for(fake, extra_args=("--log-format", "internal-json", "-v"))
+    for argv in (nix.build_argv([".#a"]), nix.build_argv([".#a"], dry_run=True)):
+        users = argv.index("internal-json")
+        ours = len(argv) - 1 - argv[::-1].index("--log-format")
+        assert ours > users and argv[ours + 1] == "bar-with-logs"
 
 
 def test_missing_binary(tmp_path: Path) -> None:

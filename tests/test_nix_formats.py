@@ -8,11 +8,9 @@ import pytest
 
 from choirci.nix.formats import (
     DEPENDENCY_FAILED,
+    UNEXPLAINED,
     Features,
-    FormatError,
-    NixVersion,
     missing_attribute,
-    normalize_hash,
     parse_build_json,
     parse_building,
     parse_copies,
@@ -21,7 +19,9 @@ from choirci.nix.formats import (
     parse_path_info,
     parse_plan,
     parse_version,
+    unknown_command,
 )
+from choirci.nix.hashes import FormatError, normalize_hash, sri
 
 DATA = Path(__file__).parent / "data" / "nix"
 GOOD = "/nix/store/fdzc12h2gry2hisfi0q1dcvgmsgw9lcb-good"
@@ -55,21 +55,8 @@ def test_version_garbage_is_a_format_error() -> None:
         parse_version("command not found\n")
 
 
-@pytest.mark.parametrize(
-    ("version", "print_out_paths", "path_info_object", "derivation_show"),
-    [
-        (NixVersion(2, 8), False, False, False),
-        (NixVersion(2, 9), True, False, False),
-        (NixVersion(2, 15), True, False, True),
-        (NixVersion(2, 19), True, True, True),
-        (NixVersion(2, 91, lix=True), True, False, True),
-    ],
-)
-def test_features(version: NixVersion, print_out_paths: bool, path_info_object: bool,
-                  derivation_show: bool) -> None:
-    features = Features.of(version)
-    assert (features.print_out_paths, features.path_info_object, features.derivation_show) == (
-        print_out_paths, path_info_object, derivation_show)
+def test_features_default_to_the_current_cli() -> None:
+    assert Features().derivation_show
 
 
 def test_build_json_2_8() -> None:
@@ -196,3 +183,91 @@ def test_drv_closure_both_shapes() -> None:
     new = '{"version": 4, "derivations": {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a.drv": {}}}'
     assert len(parse_drv_closure(old)) == 2
     assert parse_drv_closure(new) == {"/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a.drv"}
+
+
+VENDOR = "/nix/store/ifhw603dnflxphmcpv11wx6c23k9vpxl-vendor.drv"
+APP = "/nix/store/6jdgz01g43an3mwsm9pmpawz5r4fik6f-app.drv"
+GOT = "sha256-v1vvgjjTCCURCSYvUnLWTJwds2iPAiLWBuI1Vscfp7E="
+
+
+@pytest.mark.parametrize("name", ["build-fod-mismatch-2.8.stderr",
+                                  "build-fod-mismatch-2.26.stderr"])
+def test_failures_fixed_output_hash_mismatch(name: str) -> None:
+    failures = parse_failures(sample(name))
+    assert failures[VENDOR].reason == (
+        "failed: hash mismatch in fixed-output derivation (specified "
+        f"sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=, got {GOT}; if the new content "
+        f"is expected, pin {GOT})")
+    assert failures[APP].reason == DEPENDENCY_FAILED
+
+
+def test_failures_multi_path_summary_without_output_selector() -> None:
+    text = ("error: build of '/nix/store/s9xnzliai00x5d0hbsawlyw34dxby5hs-bad.drv^out', "
+            "'/nix/store/frm0gx4aifq2pri675spw1ly41f803hy-top.drv^out,dev' failed\n")
+    failures = parse_failures(text)
+    assert set(failures) == {"/nix/store/s9xnzliai00x5d0hbsawlyw34dxby5hs-bad.drv",
+                             "/nix/store/frm0gx4aifq2pri675spw1ly41f803hy-top.drv"}
+    assert {f.reason for f in failures.values()} == {UNEXPLAINED}
+
+
+def test_failures_summary_never_overrides_an_explained_failure() -> None:
+    (failure,) = parse_failures(sample("build-failed-2.24.stderr") + (
+        "error: build of '/nix/store/s9xnzliai00x5d0hbsawlyw34dxby5hs-bad.drv^out' failed\n"
+    )).values()
+    assert failure.reason == "failed with exit code 3"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # `nix store verify` / older path-info print base-32; manifests keep SRI.
+        ("sha256:1c2p7z1pc8k7z1gg4nl5vq3j8w4x0ka5jw2yz2j3pvpjqwqyf4d9",
+         "sha256-qRHnMcfy7juk+F5wWdQEnXAkB96FWvJe+GcidsM/V7A="),
+        ("sha256:bf5bef8238d308251109262f5272d64c9c1db3688f0222d606e23556c71fa7b1", GOT),
+        (GOT, GOT),
+        ("sha256:not-a-hash", "sha256:not-a-hash"),
+        ("sha256:" + "e" * 51 + "!", "sha256:" + "e" * 51 + "!"),
+    ],
+)
+def test_sri(text: str, expected: str) -> None:
+    assert sri(text) == expected
+    assert normalize_hash(text) == expected
+
+
+def test_unknown_command() -> None:
+    assert unknown_command("error: 'derivation' is not a recognised command\nTry 'nix --help'")
+    assert not unknown_command("error: path '/nix/store/x.drv' is not valid")
+
+
+# --------------------------------------------------------------------------- Nix 2.26 (Debian 13)
+# Recorded in the trixie root (scripts/trixie-root): the 2.2x wording, next to the 2.8 one.
+
+
+def test_version_2_26() -> None:
+    assert str(parse_version(sample("version-2.26.txt"))) == "2.26.3"
+
+
+def test_failures_2_26_keep_going() -> None:
+    failures = parse_failures(sample("build-keep-going-failed-2.26.stderr"))
+    assert {drv.split("-", 1)[1]: f.reason for drv, f in failures.items()} == {
+        "dep-bad.drv": "failed with exit code 4",
+        "bad.drv": "failed with exit code 3",
+        "top.drv": DEPENDENCY_FAILED,
+    }
+    assert all("^" not in drv for drv in failures)
+    assert len(parse_building(sample("build-keep-going-failed-2.26.stderr"))) == 2
+
+
+def test_dry_run_2_26() -> None:
+    built = parse_build_json(sample("build-dry-run-2.26.json"))
+    assert [b.drv_path.rsplit("-", 1)[1] for b in built] == ["good.drv", "bad.drv"]
+    plan = parse_plan(sample("build-dry-run-2.26.stderr"))
+    assert plan.will_build == {"/nix/store/z1d3y1ydmac0g5fhqf01qmd67ppnimi0-bad.drv"}
+
+
+def test_path_info_2_26_object_keyed_by_path() -> None:
+    info = parse_path_info(sample("path-info-2.26.json"))
+    good = info["/nix/store/vv63h6fvyjzibwk927xc9hbcx5sjylgj-good"]
+    assert info[BAD] is None
+    assert good is not None and good.ultimate and good.closure_size == 120
+    assert good.nar_hash == "sha256-p0A7nrLYsu0ckfAWY4rrL6QEr+LQWgxVwOZ4ExZzZ68="

@@ -19,7 +19,7 @@ from choirci import config as config_mod
 from choirci.cli import add_config_argument
 from choirci.config import Closure, Config, NixSettings
 from choirci.errors import ChoirciError
-from choirci.nix.adapter import EXPERIMENTAL, Nix, NixError
+from choirci.nix.adapter import Nix, NixError
 from choirci.nix.build import OK, ClosureResult, run_batch
 from choirci.nix.lock import BuildLock
 from choirci.release import compare
@@ -377,7 +377,7 @@ def package_diff(nix: Nix, before: str, after: str) -> list[str]:
     absent = [p for p, info in infos.items() if info is None]
     if absent:
         return [f"(no package diff: {', '.join(absent)} not in the local store)"]
-    result = nix.run([nix.binary, *EXPERIMENTAL, "store", "diff-closures", before, after])
+    result = nix.diff_closures(before, after)
     if not result.ok:
         return [f"(no package diff: `{result.command}` {result.describe_exit()})"]
     return parse_diff_closures(result.stdout) or [

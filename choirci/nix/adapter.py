@@ -1,9 +1,14 @@
 """The Nix adapter: every ``nix`` command choirci runs is built here and run through proc.
 
-Works from Nix 2.8 (Debian 12) to current releases: the version is read once and the few
-differences (see :class:`~choirci.nix.formats.Features`) are decided from it. Commands are
-argv lists; ``nix-command flakes`` are enabled per call (``--extra-experimental-features``),
-so a host whose nix.conf lacks them still works. Never imports pytest.
+Works from Nix 2.8 (Debian 12) to current releases (tested on 2.8 and Debian 13's 2.26). The
+version is read once and recorded, but never decides a behaviour on its own: the one
+subcommand that was renamed (``show-derivation`` -> ``derivation show``) is probed, and every
+parser accepts all the output shapes it knows. Commands are argv lists; ``nix-command
+flakes`` are enabled per call (``--extra-experimental-features``), so a host whose nix.conf
+lacks them still works. ``nix.extra_args`` go on EVERY call that touches a store or
+evaluates (a ``--store`` there must be honoured by queries as well as builds); the log format
+choirci parses is pinned after them, so a user's ``--log-format`` changes nothing it reads.
+Never imports pytest.
 """
 
 from __future__ import annotations
@@ -20,17 +25,27 @@ from choirci.errors import ChoirciError
 from choirci.nix.formats import (
     BuiltPath,
     Features,
-    FormatError,
     NixVersion,
     PathInfo,
     parse_build_json,
     parse_drv_closure,
     parse_path_info,
     parse_version,
+    unknown_command,
 )
+from choirci.nix.hashes import FormatError
 from choirci.proc import CommandResult, LineCallback
 
 EXPERIMENTAL = ("--extra-experimental-features", "nix-command flakes")
+# Subcommands that take a second word (`nix store delete`): extra_args go after both words.
+_GROUPS = frozenset({"store", "derivation", "flake", "profile", "key", "nar", "hash",
+                     "registry", "realisation"})
+# What the build and dry-run stderr parsers read, whatever `--log-format` the user put in
+# nix.extra_args (the last one wins): Nix's default, which on a pipe prints plain lines
+# (`building '...'`, `name> log line`). `raw` would drop the `name>` prefixes on 2.2x and
+# `internal-json` turn every line into JSON. (2.8's `nix` ignores --log-format: it always
+# prints these lines.)
+PINNED_LOG_FORMAT = ("--log-format", "bar-with-logs")
 QUERY_TIMEOUT = 300.0  # evaluation of a cold flake may fetch inputs; queries are otherwise instant
 LOG_TAIL_LINES = 60
 LOG_TAIL_BYTES = 8 * 1024
@@ -46,7 +61,7 @@ class Nix:
     """One nix binary, with the settings every call shares.
 
     ``extra_args`` (``nix.extra_args`` in choirci.yaml, e.g. ``--builders ssh-ng://...``)
-    go after the subcommand of the calls that build or query a store.
+    go after the subcommand of every call but ``nix --version``.
     """
 
     binary: str = "nix"
@@ -55,6 +70,7 @@ class Nix:
     env: Mapping[str, str] | None = None
     build_timeout: float = 3600.0
     _version: NixVersion | None = field(default=None, init=False, repr=False)
+    _features: Features | None = field(default=None, init=False, repr=False)
 
     # ----------------------------------------------------------------- building blocks
 
@@ -66,9 +82,10 @@ class Nix:
         return cls(binary=settings.binary, extra_args=(*settings.extra_args, *store_args),
                    cwd=cwd, build_timeout=settings.build_timeout)
 
-    def argv(self, *args: str, extra: bool = True) -> list[str]:
-        extras = self.extra_args if extra else ()
-        return [self.binary, *EXPERIMENTAL, *args[:1], *extras, *args[1:]]
+    def argv(self, *args: str) -> list[str]:
+        """``nix <subcommand> <extra_args> <args>`` (a two-word subcommand stays whole)."""
+        words = 2 if args and args[0] in _GROUPS and len(args) > 1 else 1
+        return [self.binary, *EXPERIMENTAL, *args[:words], *self.extra_args, *args[words:]]
 
     def run(
         self,
@@ -105,14 +122,16 @@ class Nix:
         return self._version
 
     def features(self) -> Features:
-        return Features.of(self.version())
+        """What this Nix was seen to do so far (probed by the calls that depend on it)."""
+        return self._features or Features()
 
     # ----------------------------------------------------------------- build
 
     def build_argv(self, installables: Sequence[str], *, dry_run: bool = False) -> list[str]:
         """The batched build, as CI runs it (``--json``, one call, ``--keep-going``)."""
         flags = ["--dry-run"] if dry_run else ["--keep-going", "--print-build-logs"]
-        return self.argv("build", "--json", "--no-link", *flags, *installables)
+        return self.argv("build", *PINNED_LOG_FORMAT, "--json", "--no-link", *flags,
+                         *installables)
 
     def build(
         self, installables: Sequence[str], *, on_stderr: LineCallback | None = None
@@ -145,14 +164,24 @@ class Nix:
 
     def drv_closure(self, drv_path: str) -> frozenset[str]:
         """All derivations ``drv_path`` depends on (itself included); empty if unknown."""
-        sub = ("derivation", "show") if self.features().derivation_show else ("show-derivation",)
-        result = self.run([self.binary, *EXPERIMENTAL, *sub, "--recursive", drv_path])
+        result = self._derivation_show(drv_path)
         if not result.ok:
             return frozenset({drv_path})
         try:
             return parse_drv_closure(result.stdout) | {drv_path}
         except FormatError:
             return frozenset({drv_path})
+
+    def _derivation_show(self, drv_path: str) -> CommandResult:
+        """``nix derivation show -r`` (2.15+), else ``nix show-derivation -r``: tried, not
+        guessed from the version; the answer is remembered."""
+        if self._features is None or self._features.derivation_show:
+            result = self.run(self.argv("derivation", "show", "--recursive", drv_path))
+            if result.ok or not unknown_command(result.stderr):
+                self._features = Features(derivation_show=True)
+                return result
+            self._features = Features(derivation_show=False)
+        return self.run(self.argv("show-derivation", "--recursive", drv_path))
 
     def log_tail(self, drv_path: str) -> str | None:
         """The last lines of a derivation's build log (bounded), or None if Nix kept none."""
@@ -169,7 +198,15 @@ class Nix:
 
     def delete(self, paths: Sequence[str]) -> CommandResult:
         """``nix store delete``: refuses (non-zero) when a path is still alive."""
-        return self.run([self.binary, *EXPERIMENTAL, "store", "delete", *paths])
+        return self.run(self.argv("store", "delete", *paths))
+
+    def verify(self, paths: Sequence[str]) -> CommandResult:
+        """``nix store verify --no-trust``: re-hash ``paths`` (modified ones on stderr)."""
+        return self.run(self.argv("store", "verify", "--no-trust", *paths),
+                        timeout=self.build_timeout)
+
+    def diff_closures(self, before: str, after: str) -> CommandResult:
+        return self.run(self.argv("store", "diff-closures", before, after))
 
     def develop_argv(self, shell: str, command: Sequence[str]) -> list[str]:
         """``nix develop SHELL --command ARGV...`` (the grind-check loop)."""

@@ -29,6 +29,7 @@ from choirci.config import Closure
 from choirci.nix.adapter import Nix, tail
 from choirci.nix.formats import (
     DEPENDENCY_FAILED,
+    UNEXPLAINED,
     BuildFailure,
     BuiltPath,
     PathInfo,
@@ -230,16 +231,20 @@ def _failure(nix: Nix, base: ClosureResult, ev: Evidence) -> ClosureResult:
 
 def _culprit(nix: Nix, drv: str, failures: dict[str, BuildFailure]) -> BuildFailure | None:
     own = failures.get(drv)
-    if own is not None and own.reason != DEPENDENCY_FAILED:
+    if own is not None and own.reason not in _VAGUE:
         return own
     if not failures:
         return None
-    # The top derivation only failed because something under it did: blame that builder.
+    # The top derivation only failed because something under it did (or Nix's closing
+    # summary named it without a cause): blame the builder under it that Nix explained.
     inside = nix.drv_closure(drv)
     for failure in failures.values():
-        if failure.drv_path in inside and failure.reason != DEPENDENCY_FAILED:
+        if failure.drv_path in inside and failure.reason not in _VAGUE:
             return failure
     return own
+
+
+_VAGUE = frozenset({DEPENDENCY_FAILED, UNEXPLAINED})
 
 
 def _stderr_for(stderr: str, drv: str) -> str:

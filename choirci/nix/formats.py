@@ -27,29 +27,29 @@ The build plan (stderr of ``nix build [--dry-run]``)
     ``this path will be fetched (...)``, each followed by indented store paths.
 
 Build failures (stderr of ``nix build``)
-    2.8-2.18: ``error: builder for '/nix/store/X.drv' failed with exit code 3;`` (``;``
+    2.8-2.2x: ``error: builder for '/nix/store/X.drv' failed with exit code 3;`` (``;``
     or end of line) and ``error: 1 dependencies of derivation '/nix/store/Y.drv' failed to
-    build``. 2.19+: ``error: Cannot build '/nix/store/X.drv'.`` followed by
-    ``Reason: builder failed with exit code 3.``. Copies from caches read
-    ``copying path '/nix/store/P' from 'https://cache.example'...``.
+    build``; 2.2x closes with ``error: build of '/nix/store/X.drv^out', '...' failed``
+    (every failed top-level derivation, output selector appended). 2.28+: ``error: Cannot
+    build '/nix/store/X.drv'.`` followed by ``Reason: builder failed with exit code 3.``. All
+    versions: ``error: hash mismatch in fixed-output derivation '/nix/store/F.drv':`` then
+    ``specified: sha256-...`` and ``got: sha256-...`` (a vendoring FOD whose pinned hash is
+    stale). Copies from caches read ``copying path '/nix/store/P' from 'https://...'...``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from choirci.nix.hashes import FormatError, normalize_hash, sri
+
 STORE_DIR = "/nix/store"
 _STORE_PATH = r"/[^\s'\"]+/[0-9a-df-np-sv-z]{32}-[^\s'\"]+"
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-class FormatError(ValueError):
-    """Nix printed something this parser does not understand (a harness problem)."""
 
 
 # --------------------------------------------------------------------------- version
@@ -83,22 +83,23 @@ def parse_version(text: str) -> NixVersion:
 
 @dataclass(frozen=True)
 class Features:
-    """What this Nix can do, decided from its version (flags we never rely on blindly)."""
+    """What this Nix was seen to support, learned by trying (never from the version alone).
 
-    print_out_paths: bool  # `nix build --print-out-paths`: 2.9+
-    path_info_object: bool  # `path-info --json` keyed by path: 2.19+ (Lix keeps the list)
-    derivation_show: bool  # `nix derivation show` (2.15+), else `nix show-derivation`
+    ``derivation_show``: ``nix derivation show`` exists (2.15+); else ``nix show-derivation``.
+    Output shapes that changed across versions (``path-info --json`` as a list or an object,
+    ``build --json`` with or without times) need no flag: each parser accepts all of them.
+    """
 
-    @classmethod
-    def of(cls, version: NixVersion) -> Features:
-        if version.lix:
-            # Lix forked from 2.18 and numbers itself 2.9x: judge it by what it kept.
-            return cls(print_out_paths=True, path_info_object=False, derivation_show=True)
-        return cls(
-            print_out_paths=version.at_least(2, 9),
-            path_info_object=version.at_least(2, 19),
-            derivation_show=version.at_least(2, 15),
-        )
+    derivation_show: bool = True
+
+
+_UNKNOWN_COMMAND = re.compile(r"'[\w-]+' is not a recognised command|unrecognised command")
+
+
+def unknown_command(stderr: str) -> bool:
+    """Nix said the subcommand does not exist (``error: 'derivation' is not a recognised
+    command``): the probe's negative answer, as opposed to a failure of the command."""
+    return _UNKNOWN_COMMAND.search(stderr) is not None
 
 
 # --------------------------------------------------------------------------- build --json
@@ -190,21 +191,6 @@ def _path_info(path: str, entry: Any, store_dir: str) -> PathInfo | None:
     )
 
 
-def normalize_hash(value: Any) -> str:
-    """A narHash as SRI text (``sha256-<base64>``), whichever shape Nix printed."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "hash" in value:
-        algorithm = value.get("algorithm", "sha256")
-        digest, fmt = str(value["hash"]), value.get("format", "base64")
-        if fmt == "base64":
-            return f"{algorithm}-{digest}"
-        if fmt == "base16":
-            return f"{algorithm}-{base64.b64encode(bytes.fromhex(digest)).decode()}"
-        return f"{algorithm}:{digest}"
-    raise FormatError(f"nix path-info --json: unreadable narHash {value!r}")
-
-
 def _signature(value: Any) -> str:
     if isinstance(value, dict):
         return f"{value.get('keyName', '')}:{value.get('sig', '')}"
@@ -264,25 +250,43 @@ _FAILURE_PATTERNS = (
     ),
     re.compile(rf"Cannot build '(?P<drv>{_STORE_PATH})'"),
     re.compile(rf"\d+ dependencies of derivation '(?P<drv>{_STORE_PATH})' failed to build"),
-    re.compile(rf"build of '(?P<drv>{_STORE_PATH})' failed"),
+    re.compile(rf"hash mismatch in fixed-output derivation '(?P<drv>{_STORE_PATH})'"),
 )
+# 2.2x's closing summary names every failed top-level derivation, with its output:
+# `error: build of '/nix/store/a.drv^out', '/nix/store/b.drv^out' failed`.
+_BUILD_OF = re.compile(r"build of (?P<paths>'[^']+'(?:, '[^']+')*) failed")
 _EXIT_CODE = re.compile(r"exit code (\d+)")
 DEPENDENCY_FAILED = "failed because a dependency failed"
+UNEXPLAINED = "failed (Nix named no cause)"
 _REASON = re.compile(r"^\s*Reason: (?P<reason>.+?)\.?$")
+_SPECIFIED = re.compile(r"^\s*specified:\s*(?P<hash>\S+)")
+_GOT = re.compile(r"^\s*got:\s*(?P<hash>\S+)")
 
 
 def parse_failures(stderr: str) -> dict[str, BuildFailure]:
-    """Derivations that failed, with the reason Nix gave (first one wins per drv)."""
+    """Derivations that failed, with the reason Nix gave (the first explained one wins per
+    drv; a drv only named by the closing summary fails with :data:`UNEXPLAINED`)."""
     failures: dict[str, BuildFailure] = {}
+    summary: list[str] = []
     lines = stderr.splitlines()
     for index, line in enumerate(lines):
         for number, pattern in enumerate(_FAILURE_PATTERNS):
             match = pattern.search(line)
-            if match is None or match["drv"] in failures:
+            if match is None or _drv(match["drv"]) in failures:
                 continue
-            reason = _reason(number, match, lines, index)
-            failures[match["drv"]] = BuildFailure(match["drv"], reason)
+            drv = _drv(match["drv"])
+            failures[drv] = BuildFailure(drv, _reason(number, match, lines, index))
+        listed = _BUILD_OF.search(line)
+        if listed is not None:
+            summary += [_drv(path) for path in re.findall(r"'([^']+)'", listed["paths"])]
+    for drv in summary:
+        failures.setdefault(drv, BuildFailure(drv, UNEXPLAINED))
     return failures
+
+
+def _drv(path: str) -> str:
+    """A derivation path without the output selector Nix 2.2x appends (``X.drv^out``)."""
+    return path.split("^", 1)[0]
 
 
 def _reason(number: int, match: re.Match[str], lines: list[str], index: int) -> str:
@@ -292,8 +296,10 @@ def _reason(number: int, match: re.Match[str], lines: list[str], index: int) -> 
     elif number == 1:
         following = _REASON.match(lines[index + 1]) if index + 1 < len(lines) else None
         text = following["reason"] if following else ""
+    elif number == 3:
+        return _hash_mismatch(lines[index + 1:index + 4])
     else:
-        return DEPENDENCY_FAILED if number == 2 else "failed"
+        return DEPENDENCY_FAILED
     if "dependenc" in text:  # 2.19+: "Reason: 1 dependency failed."
         return DEPENDENCY_FAILED
     code = _EXIT_CODE.search(text)
@@ -301,6 +307,16 @@ def _reason(number: int, match: re.Match[str], lines: list[str], index: int) -> 
         return f"failed with exit code {code[1]}"
     text = text.strip().rstrip(";.")
     return f"failed: {text}" if text else "failed"
+
+
+def _hash_mismatch(following: list[str]) -> str:
+    """``specified: H`` / ``got: H`` under the error: the fix is to pin the hash it got."""
+    specified = next((m["hash"] for line in following if (m := _SPECIFIED.match(line))), None)
+    got = next((m["hash"] for line in following if (m := _GOT.match(line))), None)
+    if specified and got:
+        return (f"failed: hash mismatch in fixed-output derivation (specified {sri(specified)}, "
+                f"got {sri(got)}; if the new content is expected, pin {sri(got)})")
+    return "failed: hash mismatch in fixed-output derivation"
 
 
 _COPIED = re.compile(rf"copying path '(?P<path>{_STORE_PATH})' from '(?P<source>[^']+)'")

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from choirci.errors import ChoirciError
-from choirci.nix.adapter import EXPERIMENTAL, Nix
+from choirci.nix.adapter import Nix
+from choirci.nix.hashes import sri
 from choirci.release.compare import Mismatch
 from choirci.release.manifest import Manifest
 
@@ -34,15 +35,16 @@ def check_store_exists(store: str | None) -> None:
 
 def content_mismatches(nix: Nix, release: Manifest, paths: Sequence[str],
                        store: str | None) -> list[Mismatch]:
-    """Re-hash ``paths`` on the store: files edited after registration are caught here."""
+    """Re-hash ``paths`` on the store (``nix`` carries ``--store``): files edited after
+    registration are caught here. Nix prints base-32 ``sha256:`` hashes; the messages say
+    SRI ``sha256-``, as the manifest does."""
     if not paths:
         return []
-    store_args = ["--store", store] if store else []
-    result = nix.run([nix.binary, *EXPERIMENTAL, "store", "verify", *store_args,
-                      "--no-trust", *paths], timeout=nix.build_timeout)
+    result = nix.verify(paths)
     owner = {o.path: c.name for c in release.closures for o in c.outputs}
     found = [Mismatch(owner.get(m["path"], "?"), "contents", f"{m['path']} hashing to "
-                      f"{m['expected']}", f"files hash to {m['actual']}", store or "local")
+                      f"{sri(m['expected'])}", f"files hash to {sri(m['actual'])}",
+                      store or "local")
              for m in STORE_PATH_IN_VERIFY.finditer(result.stderr)]
     if not result.ok and not found:
         raise ChoirciError(f"`{result.command}` failed ({result.describe_exit()}): "
