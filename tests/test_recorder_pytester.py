@@ -126,6 +126,9 @@ def test_xdist_controller_writes_one_record_with_every_item(workspace: pytest.Py
 
 
 def test_tree_dirtied_by_the_run_is_flagged(workspace: pytest.Pytester) -> None:
+    # Python writes __pycache__/ next to the test module unless PYTHONDONTWRITEBYTECODE is
+    # set by whoever runs this suite: a real workspace ignores it, and so does this one.
+    (workspace.path / ".gitignore").write_text("__pycache__/\n")
     for argv in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
         assert proc.run(argv, cwd=workspace.path).ok
