@@ -52,6 +52,15 @@ class Release:
     manifest: mf.Manifest
 
 
+def path_info_json(text: str) -> dict[str, dict[str, object]]:
+    """``nix path-info --json`` by path: a list of entries with ``path`` up to 2.18, an
+    object keyed by path from 2.19 (read here without choirci's own parser)."""
+    data = json.loads(text)
+    if isinstance(data, list):
+        return {entry["path"]: entry for entry in data}
+    return {key: entry for key, entry in data.items() if isinstance(entry, dict)}
+
+
 def nix(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([NIX, *args], capture_output=True, text=True, timeout=900,
                           check=False)
@@ -110,8 +119,7 @@ def test_build_records_what_the_store_holds(release: Release) -> None:
     assert names == {"sandbox": "sandbox-0.1.0", "hypervisor": "hypervisor-0.1.0",
                      "desktop": "dioxus-desktop-0.1.0"}
     paths = [c.store_path for c in manifest.closures]
-    truth = {e["path"]: e for e in json.loads(nix("path-info", "--json", "--closure-size",
-                                                  *paths).stdout)}
+    truth = path_info_json(nix("path-info", "--json", "--closure-size", *paths).stdout)
     for closure in manifest.closures:
         main = closure.main
         assert (main.nar_hash, main.nar_size, main.closure_size) == (
