@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from choirci.config.hosts import HostChecks
-from choirci.hosts.lib import HostToolError, config_of, fail, params, run
+from choirci.hosts.lib import HostToolError, check, config_of, fail, params
 from choirci.hosts.probe import (
     binary_command,
     df_command,
@@ -35,7 +35,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _file(host: Any, path: str) -> tuple[str, str] | None:
-    return parse_binary(run(host, binary_command(path), "readlink/sha256sum").stdout)
+    return parse_binary(check(host, binary_command(path), "readlink/sha256sum").stdout)
 
 
 def test_deployed_binary(host: Any, binary: str, host_checks: HostChecks, record_property: Any) -> None:
@@ -69,10 +69,11 @@ def _compare(host: Any, deployed: str, resolved: str, sha: str, expected: str) -
 
 
 def test_disk_headroom(host: Any, disk_path: str, host_checks: HostChecks, record_property: Any) -> None:
-    result = run(host, df_command(disk_path), "df")
+    result = check(host, df_command(disk_path), "df")
     usage = parse_df(disk_path, result.stdout)
     if usage is None:
-        fail(f"cannot read free space of {disk_path} on the host: {result.stderr.strip() or 'no df output'}")
+        raise HostToolError(f"cannot read free space of {disk_path} on the host: df printed "
+                            f"{result.stdout.strip()[:120]!r}")
     record_property(f"disk_free:{disk_path}", usage.free)
     threshold = host_checks.disk[disk_path]
     if threshold.breached(usage.free, usage.total):
@@ -81,7 +82,7 @@ def test_disk_headroom(host: Any, disk_path: str, host_checks: HostChecks, recor
 
 
 def test_memory_headroom(host: Any, host_checks: HostChecks, record_property: Any) -> None:
-    available = parse_meminfo(run(host, "cat /proc/meminfo", "cat").stdout)
+    available = parse_meminfo(check(host, "cat /proc/meminfo", "cat").stdout)
     if available is None:
         raise HostToolError("/proc/meminfo has no MemAvailable line; cannot measure memory")
     record_property("mem_available", available)
@@ -91,11 +92,12 @@ def test_memory_headroom(host: Any, host_checks: HostChecks, record_property: An
 
 
 def test_nixos_rollback_generation(host: Any, host_checks: HostChecks, record_property: Any) -> None:
-    if host.run("test -e /etc/NIXOS").rc != 0:
+    if check(host, "test -e /etc/NIXOS", "test", ok=(0, 1)).rc != 0:
         pytest.skip("not a NixOS host (no /etc/NIXOS): no system generations to roll back to")
     if host_checks.nixos_generations == 0:
         pytest.skip("host_checks.nixos_generations is 0")
-    links = run(host, "ls -1d /nix/var/nix/profiles/system-*-link", "ls").stdout.split()
+    probe = 'for f in /nix/var/nix/profiles/system-*-link; do if [ -e "$f" ]; then echo "$f"; fi; done'
+    links = check(host, probe, "sh").stdout.split()
     record_property("nixos_generations", len(links))
     if len(links) < host_checks.nixos_generations:
         fail(f"only {len(links)} NixOS system generation(s) in /nix/var/nix/profiles: "

@@ -1,9 +1,17 @@
 """Grind host: the sandbox processes are keyless (CONTRACT §5 "Secrets", §8 item 10).
 
-Reads ``/proc/<pid>/environ`` of every process named ``host_checks.sandbox_process``. The
-comparison runs on the host (awk): only variable NAMES come back, never values, so a planted
-key cannot leak into the report. ``AWS_BEARER_TOKEN_BEDROCK`` is allowed only when its value
-equals the process's ``CHOIR_PROVIDER_GATEWAY_TOKEN`` (the hypervisor sets it on purpose).
+Reads ``/proc/<pid>/environ`` of every process named ``host_checks.sandbox_process`` and of
+``host_checks.hypervisor_process``. The comparison runs on the host (awk): only variable NAMES
+come back, never values, so a planted key cannot leak into the report.
+
+* forbidden: the names and globs of ``forbidden_env`` (provider keys, ``*_API_KEY``,
+  ``*_AUTH_TOKEN``, provider prefixes) unless ``allowed_env`` matches;
+  ``AWS_BEARER_TOKEN_BEDROCK`` is allowed only when it equals the process's
+  ``CHOIR_PROVIDER_GATEWAY_TOKEN`` (the hypervisor sets it on purpose);
+* no sandbox variable, whatever its name, may hold the value of a provider key the
+  hypervisor holds (a "gateway token" that is really the hypervisor's key is a leak);
+* keyless enforcement must be on: ``CHOIR_ENFORCE_KEYLESS_SANDBOX=0`` (or a sandbox without
+  the gateway metadata) lets the sandbox load keys later, from a .env file no scan can see.
 """
 
 from __future__ import annotations
@@ -13,20 +21,30 @@ from typing import Any
 import pytest
 
 from choirci.config.hosts import HostChecks
-from choirci.hosts.lib import HostToolError, fail, run
-from choirci.hosts.probe import environ_command, parse_environ
+from choirci.hosts.lib import HostToolError, check, fail
+from choirci.hosts.probe import EnvScan, ProcessEnv, environ_command, parse_environ
 
 pytestmark = pytest.mark.host
 
 
-def _scan(host: Any, hc: HostChecks) -> list[Any]:
-    command = environ_command(hc.sandbox_process, hc.forbidden_env, hc.required_env)
-    processes = parse_environ(run(host, command, "pgrep/awk").stdout)
-    unreadable = [p.label for p in processes if p.unreadable]
+def _scan(host: Any, hc: HostChecks) -> list[ProcessEnv]:
+    command = environ_command(hc.sandbox_process, hc.forbidden_env, hc.required_env,
+                              hc.allowed_env, hc.hypervisor_process)
+    scan: EnvScan = parse_environ(check(host, command, "pgrep/awk").stdout)
+    if not scan.complete:
+        raise HostToolError("the environment scan stopped before its end marker (DONE); "
+                            "the host's pgrep/tr/sed/awk misbehaved")
+    unreadable = [p.label for p in scan.processes if p.unreadable] + [
+        f"hypervisor pid {pid}" for pid in scan.hypervisor_unreadable]
     if unreadable:
-        raise HostToolError(f"cannot read /proc/<pid>/environ of sandbox {', '.join(unreadable)}; "
+        raise HostToolError(f"cannot read /proc/<pid>/environ of {', '.join(unreadable)}; "
                             "run the checks as root (or with --sudo)")
-    return processes
+    if hc.hypervisor_process and scan.processes and scan.hypervisors == 0:
+        raise HostToolError(
+            f"no process named {hc.hypervisor_process!r} runs on the host, so the sandbox's "
+            "tokens cannot be compared with the hypervisor's provider keys; start it, or set "
+            "host_checks.hypervisor_process ('' turns the comparison off)")
+    return scan.processes
 
 
 def test_sandbox_processes_running(host: Any, host_checks: HostChecks, record_property: Any) -> None:
@@ -38,21 +56,36 @@ def test_sandbox_processes_running(host: Any, host_checks: HostChecks, record_pr
              f"{', '.join(s.role for s in host_checks.sandboxes)})")
 
 
+def _problems(p: ProcessEnv) -> list[str]:
+    out = []
+    if p.forbidden:
+        out.append(f"sandbox {p.label} has forbidden provider key(s) in its environment: "
+                   f"{', '.join(p.forbidden)}")
+    if p.holds:
+        out.append(f"sandbox {p.label} holds a provider key of the hypervisor: {', '.join(p.holds)}")
+    if p.enforcement == "off":
+        out.append(f"sandbox {p.label} runs with keyless enforcement OFF "
+                   "(CHOIR_ENFORCE_KEYLESS_SANDBOX is 0/false/no/off), so it may load keys from "
+                   "a .env file later")
+    elif p.enforcement == "unmanaged":
+        out.append(f"sandbox {p.label} runs without keyless enforcement (no "
+                   "CHOIR_ENFORCE_KEYLESS_SANDBOX and no CHOIR_SANDBOX_* gateway metadata)")
+    return out
+
+
 def test_sandbox_env_keyless(host: Any, host_checks: HostChecks, record_property: Any) -> None:
     processes = _scan(host, host_checks)
     if not processes:
         fail(f"no process named {host_checks.sandbox_process!r} runs on the host: nothing to "
              "check for keyless environment (is the sandbox down?)")
-    problems = [
-        f"sandbox {p.label} has forbidden provider key(s) in its environment: {', '.join(p.forbidden)}"
-        for p in processes if p.forbidden
-    ]
+    problems = [line for p in processes for line in _problems(p)]
     allowed = sorted({k for p in processes for k in p.allowed})
     record_property("allowed_env", " ".join(allowed))
     if problems:
         fail("; ".join(problems) + ". Provider keys belong to the hypervisor only; remove them "
-             "from the sandbox unit/EnvironmentFile (AWS_BEARER_TOKEN_BEDROCK is allowed only "
-             "when it equals CHOIR_PROVIDER_GATEWAY_TOKEN)")
+             "from the sandbox unit/EnvironmentFile and keep enforcement on "
+             "(AWS_BEARER_TOKEN_BEDROCK is allowed only when it equals "
+             "CHOIR_PROVIDER_GATEWAY_TOKEN, and that token must be no provider's key)")
 
 
 def test_sandbox_env_gateway_metadata(host: Any, host_checks: HostChecks) -> None:

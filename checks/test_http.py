@@ -1,7 +1,10 @@
 """Grind host over HTTP, from the host itself with curl (CONTRACT §5, §8 items 1, 9, 11).
 
 Exact statuses only, redirects never followed: a 303 to ``/login`` is the auth gate working
-on a protected path and a FAILED health check on a sandbox, never "curl -f passed".
+on a protected path and a FAILED health check on a sandbox, never "curl -f passed". curl's
+total time is enforced (a body that never ends is an ERROR, not a pass), and any body or JSON
+value quoted in a message is scrubbed of secret-shaped values first (the host may echo keys
+that exist only there).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from urllib.parse import urlparse
 import pytest
 
 from choirci.config.hosts import HostChecks
-from choirci.hosts.lib import config_of, fail, http_get, params
+from choirci.evidence.redact import scrub
+from choirci.hosts.lib import config_of, fail, http_get, params, quote
 
 pytestmark = pytest.mark.host
 SANDBOX_SERVICE = "choiros-sandbox"
@@ -42,15 +46,15 @@ def test_sandbox_health(host: Any, sandbox: Any, host_checks: HostChecks, record
     try:
         health = response.json()
     except json.JSONDecodeError:
-        fail(f"sandbox {sandbox.role}: GET {url} answered 200 but not JSON: {response.body[:80]!r}")
+        fail(f"sandbox {sandbox.role}: GET {url} answered 200 but not JSON: {quote(response.body)}")
     if not isinstance(health, dict) or health.get("status") != "healthy":
         fail(f"sandbox {sandbox.role}: {url} reports status {_field(health, 'status')}, expected 'healthy'")
     if health.get("service") != SANDBOX_SERVICE:
         fail(f"sandbox {sandbox.role}: {url} reports service {_field(health, 'service')}, "
              f"expected {SANDBOX_SERVICE!r} (is another service on this port?)")
     role = health.get("instance_role", "unknown")
-    record_property("instance_role", role)
-    record_property("sandbox_version", health.get("version", ""))
+    record_property("instance_role", scrub(str(role)))
+    record_property("sandbox_version", scrub(str(health.get("version", ""))))
     _check_role(sandbox, role, url, host_checks.require_instance_role)
 
 
@@ -60,13 +64,13 @@ def _check_role(sandbox: Any, role: str, url: str, required: bool) -> None:
     if role == "unknown" and not required:
         return
     if role != sandbox.instance_role:
-        fail(f"sandbox {sandbox.role}: {url} reports instance_role {role!r}, expected "
+        fail(f"sandbox {sandbox.role}: {url} reports instance_role {quote(str(role), 60)}, expected "
              f"{sandbox.instance_role!r}; check CHOIROS_INSTANCE_ROLE of the {sandbox.role} unit "
              "(are live and dev swapped?)")
 
 
 def _field(data: Any, key: str) -> str:
-    return repr(data.get(key)) if isinstance(data, dict) and key in data else "(missing)"
+    return quote(str(data.get(key)), 60) if isinstance(data, dict) and key in data else "(missing)"
 
 
 def test_hypervisor_public_path(host: Any, public_path: str, host_checks: HostChecks) -> None:
@@ -79,9 +83,20 @@ def test_hypervisor_public_path(host: Any, public_path: str, host_checks: HostCh
 def test_hypervisor_auth_gate(host: Any, protected_path: str, host_checks: HostChecks) -> None:
     url = f"{host_checks.hypervisor_url}{protected_path}"
     response = http_get(host, url, host_checks.http_timeout, what="hypervisor")
-    if response.status != 303 or urlparse(response.location).path != "/login":
+    status, expected = response.status, "a non-allow-listed path must answer 303 -> /login"
+    if status == 303 and urlparse(response.location).path == "/login":
+        return
+    if 200 <= status < 300:
         fail(f"hypervisor auth gate OPEN: unauthenticated GET {url} answered {response.describe()}; "
-             "a non-allow-listed path must answer 303 -> /login")
+             f"{expected}")
+    if status in (401, 403):
+        fail(f"hypervisor auth gate closed but not as the contract says: unauthenticated GET {url} "
+             f"answered {response.describe()}; {expected} (is another service or proxy on "
+             f"{host_checks.hypervisor_url}?)")
+    if status >= 500:
+        fail(f"hypervisor BROKEN: unauthenticated GET {url} answered {response.describe()}; "
+             f"{expected}; read 'journalctl -u hypervisor -n 100'")
+    fail(f"hypervisor auth gate: unauthenticated GET {url} answered {response.describe()}; {expected}")
 
 
 def _domain_url(hc: HostChecks, domain: str, path: str) -> tuple[str, str | None]:

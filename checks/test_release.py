@@ -21,14 +21,16 @@ from choirci.config.hosts import HostChecks
 from choirci.hosts.lib import (
     HostToolError,
     HostWarning,
+    check,
     config_of,
     fail,
     has_systemd,
     params,
     run,
     store_url,
+    unit_state,
 )
-from choirci.hosts.probe import binary_command, parse_binary, parse_unit, unit_command, unit_name
+from choirci.hosts.probe import binary_command, parse_binary, unit_name
 from choirci.hosts.promoted import (
     RunningExe,
     exe_command,
@@ -68,7 +70,7 @@ def _binary(record: ClosureRecord) -> str:
 
 
 def _file(host: Any, path: str) -> tuple[str, str] | None:
-    return parse_binary(run(host, binary_command(path), "readlink/sha256sum").stdout)
+    return parse_binary(check(host, binary_command(path), "readlink/sha256sum").stdout)
 
 
 def test_manifest_link(host: Any, closure: str, release_manifest: Manifest, host_checks: HostChecks,
@@ -89,23 +91,30 @@ def test_manifest_link(host: Any, closure: str, release_manifest: Manifest, host
         fail(str(Mismatch(closure, "not-installed", binary, resolved, where)))
 
 
+def _exes(host: Any, command: str) -> list[RunningExe]:
+    out = check(host, command, "pgrep/readlink/sha256sum").stdout
+    if "DONE" not in out.splitlines():
+        raise HostToolError("the process probe stopped before its end marker (DONE)")
+    return parse_exes(out)
+
+
 def _running(host: Any, hc: HostChecks, name: str, binary: str) -> tuple[str, list[RunningExe]]:
     """(label, executables) of what runs closure ``name`` on the host."""
     unit = hc.manifest_units.get(name)
     if unit and has_systemd(host):
-        state = parse_unit(unit, run(host, unit_command(unit), "systemctl").stdout)
+        state = unit_state(host, unit)
         if not state.exists:
             fail(f"{name}: {unit_name(unit)} is not installed on the host, so nothing runs {binary}")
         pid = state.get("MainPID")
         if not pid.isdigit() or pid == "0":
             fail(f"{name}: {unit_name(unit)} has no running process ({state.summary}), so "
                  f"nothing runs {binary}; start it (systemctl start {unit})")
-        exes = parse_exes(run(host, exe_command(pid=int(pid)), "readlink/sha256sum").stdout)
+        exes = _exes(host, exe_command(pid=int(pid)))
         return f"{unit_name(unit)} MainPID", exes
     process = hc.manifest_processes.get(name)
     if process is None:
         pytest.skip(f"no systemd on this host and no host_checks.manifest_processes entry for {name!r}")
-    exes = parse_exes(run(host, exe_command(process=process), "pgrep/readlink").stdout)
+    exes = _exes(host, exe_command(process=process))
     if not exes:
         fail(f"{name}: no process named {process!r} runs on the host, so nothing runs {binary}")
     return f"process {process!r} pid", exes

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from choirci.config.hosts import HostChecks
-from choirci.hosts.lib import config_of, fail, has_systemd, params, run
-from choirci.hosts.probe import parse_unit, unit_command, unit_name
+from choirci.hosts.lib import check, config_of, fail, has_systemd, params, unit_state
+from choirci.hosts.probe import unit_name
 from choirci.hosts.promoted import Checkout, git_command, modes_command, parse_git, parse_modes
 
 pytestmark = pytest.mark.host
@@ -37,7 +37,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _checkout(host: Any, path: str, hc: HostChecks) -> Checkout:
-    checkout = parse_git(path, run(host, git_command(path, hc.workspace_branch), "git").stdout)
+    checkout = parse_git(path, check(host, git_command(path, hc.workspace_branch), "git").stdout)
     if checkout.state == "absent":
         fail(f"workspace {path} does not exist on the host: the promote flow runs there "
              "(clone the repo there, or set host_checks.workspace)")
@@ -73,7 +73,7 @@ def test_workspace_on_branch(host: Any, workspace: str, host_checks: HostChecks)
 def test_oneshot_unit_succeeded(host: Any, oneshot_unit: str) -> None:
     if not has_systemd(host):
         pytest.skip(f"no systemd on this host, so no {unit_name(oneshot_unit)}")
-    state = parse_unit(oneshot_unit, run(host, unit_command(oneshot_unit), "systemctl").stdout)
+    state = unit_state(host, oneshot_unit)
     if not state.exists:
         pytest.skip(f"optional unit {unit_name(oneshot_unit)} is not installed on this host")
     if state.get("Result") != "success" or state.get("ActiveState") == "failed":
@@ -82,7 +82,7 @@ def test_oneshot_unit_succeeded(host: Any, oneshot_unit: str) -> None:
 
 
 def test_secret_mode(host: Any, secret: str, host_checks: HostChecks, record_property: Any) -> None:
-    found = parse_modes(run(host, modes_command(secret), "stat").stdout)
+    found = parse_modes(check(host, modes_command(secret), "stat").stdout)
     if not found:
         pytest.skip(f"no {secret} on this host (sops-nix not set up here)")
     expected = host_checks.secret_modes[secret]

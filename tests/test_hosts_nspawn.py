@@ -36,9 +36,11 @@ def test_healthy_host_passes(pytester: pytest.Pytester, booted: HostUnderTest, n
     ])
 
 
-def _restart_with(unit: str, env_file: str, line: str) -> tuple[str, str]:
-    do = f"echo {line} >> {env_file} && systemctl restart {unit}"
-    undo = f"sed -i '$d' {env_file} && systemctl restart {unit}"
+def _restart_with(unit: str, env_file: str, *lines: str) -> tuple[str, str]:
+    added = "".join(f"echo {line} >> {env_file} && " for line in lines)
+    do = f"{added}systemctl restart {unit}"
+    removed = "".join(f"sed -i '$d' {env_file} && " for _ in lines)
+    undo = f"{removed}systemctl reset-failed {unit}; systemctl restart {unit}"
     return do, undo
 
 
@@ -55,12 +57,14 @@ def test_stopped_unit(pytester: pytest.Pytester, booted: HostUnderTest, broken: 
 
 
 def test_planted_provider_key(pytester: pytest.Pytester, booted: HostUnderTest, broken: Any) -> None:
+    # enforcement off keeps the sandbox running with the key (and is itself reported)
     broken(*_restart_with("container@sandbox-live", "/etc/choiros/sandbox-live.env",
-                          "ZAI_API_KEY=planted-zai-secret"))
+                          "ZAI_API_KEY=planted-zai-secret", "CHOIR_ENFORCE_KEYLESS_SANDBOX=0"))
     result = grind(pytester, booted, "-k", "keyless")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([("*sandbox pid * (role live) has forbidden provider key(s) in its "
-                                 "environment: ZAI_API_KEY*")])
+                                 "environment: ZAI_API_KEY; sandbox pid * (role live) runs with "
+                                 "keyless enforcement OFF*")])
     assert "planted-zai-secret" not in result.stdout.str()
 
 

@@ -153,29 +153,66 @@ def test_parse_curl(output: str, status: int | None, location: str | None) -> No
 
 
 def test_parse_environ_carries_names_only() -> None:
-    out = "PID 12\nFORBIDDEN ZAI_API_KEY\nALLOWED AWS_BEARER_TOKEN_BEDROCK\nROLE live\nPID 13\nMISSING CHOIR_SANDBOX_ID\nROLE \n"
-    first, second = hostprobe.parse_environ(out)
+    out = ("PID 12\nFORBIDDEN ZAI_API_KEY\nALLOWED AWS_BEARER_TOKEN_BEDROCK\nENFORCE on\nROLE live\n"
+           "PID 13\nMISSING CHOIR_SANDBOX_ID\nHOLDS X_TOKEN ZAI_API_KEY\nROLE \nHVCOUNT 1\nDONE\n")
+    scan = hostprobe.parse_environ(out)
+    first, second = scan.processes
     assert (first.pid, first.role, first.forbidden, first.allowed) == (12, "live", ["ZAI_API_KEY"], ["AWS_BEARER_TOKEN_BEDROCK"])
     assert second.missing == ["CHOIR_SANDBOX_ID"] and second.label == "pid 13"
+    assert second.holds == ["X_TOKEN (= the hypervisor's ZAI_API_KEY)"] and first.enforcement == "on"
+    assert scan.complete and scan.hypervisors == 1
+    assert not hostprobe.parse_environ("PID 12\nROLE live\n").complete
 
 
-def test_environ_awk_applies_the_bedrock_value_rule(tmp_path: Path) -> None:
-    """Runs the real awk program over environ files (the same text the host produces)."""
+def test_glob_ere() -> None:
+    import re
+
+    ere = hostprobe.glob_ere(("*_API_KEY", "GROQ_*", "AWS_BEARER_TOKEN_BEDROCK"))
+    assert "\\" not in ere  # awk -v would eat backslashes
+    for name in ("GEMINI_API_KEY", "GROQ_BASE", "AWS_BEARER_TOKEN_BEDROCK"):
+        assert re.match(ere, name), name
+    for name in ("API_KEY_FILE", "XGROQ_A", "AWS_BEARER_TOKEN_BEDROCK2"):
+        assert not re.match(ere, name), name
+    assert not re.match(hostprobe.glob_ere(()), "ANY")
+
+
+def test_environ_scan_on_real_processes(tmp_path: Path) -> None:
+    """The whole probe (pgrep, /proc/<pid>/environ, awk) against stand-in processes here."""
     import subprocess
+    import uuid
 
-    def scan(env: dict[str, str]) -> hostprobe.ProcessEnv:
-        awk = hostprobe.environ_command("x", ("ZAI_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"), ("CHOIR_SANDBOX_ID",))
-        program = awk.split("| ", 1)[1].split("; else", 1)[0]
-        text = "".join(f"{k}={v}\n" for k, v in env.items())
-        out = subprocess.run(["sh", "-c", program], input=text, capture_output=True, text=True).stdout
-        return hostprobe.parse_environ("PID 1\n" + out)[0]
+    from hostenv.services import standin
 
-    same = scan({"CHOIR_PROVIDER_GATEWAY_TOKEN": "t", "AWS_BEARER_TOKEN_BEDROCK": "t", "CHOIR_SANDBOX_ID": "u"})
-    assert same.allowed == ["AWS_BEARER_TOKEN_BEDROCK"] and not same.forbidden and not same.missing
-    other = scan({"CHOIR_PROVIDER_GATEWAY_TOKEN": "t", "AWS_BEARER_TOKEN_BEDROCK": "real"})
-    assert other.forbidden == ["AWS_BEARER_TOKEN_BEDROCK"] and other.missing == ["CHOIR_SANDBOX_ID"]
-    no_gateway = scan({"AWS_BEARER_TOKEN_BEDROCK": "", "ZAI_API_KEY": "k"})
-    assert no_gateway.forbidden == ["ZAI_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"]
+    tag = uuid.uuid4().hex[:6]
+    sandbox, hypervisor = f"sbx-t{tag}", f"hvr-t{tag}"
+    base = {"CHOIR_SANDBOX_ID": "u:live", "CHOIR_SANDBOX_ROLE": "live", "CHOIR_PROVIDER_GATEWAY_TOKEN": "gw-1234"}
+    procs = [
+        standin(tmp_path, hypervisor, {"ZAI_API_KEY": "zai-real-key", "CHOIR_PROVIDER_GATEWAY_TOKEN": "gw-1234"}),
+        standin(tmp_path, sandbox, {**base, "AWS_BEARER_TOKEN_BEDROCK": "gw-1234"}),
+        standin(tmp_path, sandbox, {**base, "GEMINI_API_KEY": "g", "AWS_BEARER_TOKEN_BEDROCK": "other",
+                                    "CHOIR_ENFORCE_KEYLESS_SANDBOX": " Off "}),
+        standin(tmp_path, sandbox, {"CHOIR_PROVIDER_GATEWAY_TOKEN": "zai-real-key", "RENAMED": "zai-real-key"}),
+    ]
+    try:
+        command = hostprobe.environ_command(
+            sandbox, ("*_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"), ("CHOIR_SANDBOX_ID",),
+            ("CHOIR_PROVIDER_GATEWAY_*",), hypervisor)
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert done.returncode == 0, done.stderr
+    assert "zai-real-key" not in done.stdout and "gw-1234" not in done.stdout
+    scan = hostprobe.parse_environ(done.stdout)
+    assert scan.complete and scan.hypervisors == 1
+    by_pid = {p.pid: p for p in scan.processes}
+    good, bad, leak = (by_pid[p.pid] for p in procs[1:])
+    assert good.allowed == ["AWS_BEARER_TOKEN_BEDROCK"] and not good.forbidden and good.enforcement == "on"
+    assert bad.forbidden == ["AWS_BEARER_TOKEN_BEDROCK", "GEMINI_API_KEY"] and bad.enforcement == "off"
+    assert leak.holds == ["CHOIR_PROVIDER_GATEWAY_TOKEN (= the hypervisor's ZAI_API_KEY)",
+                          "RENAMED (= the hypervisor's ZAI_API_KEY)"]
+    assert leak.enforcement == "unmanaged" and leak.missing == ["CHOIR_SANDBOX_ID"]
 
 
 def test_parse_df_and_meminfo() -> None:

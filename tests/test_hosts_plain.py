@@ -76,18 +76,11 @@ def test_bedrock_token_not_equal_to_gateway_token_is_caught(
 
 
 def _extra_sandbox(tmp_path: Any, host: HostUnderTest, extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    from hostenv.services import sandbox_env
+    from hostenv.services import sandbox_env, standin
     from hostenv.sshd import free_port
 
-    process = host.checks["sandbox_process"]
-    exe = _process_link(host, process)
     env = {"PATH": "/usr/bin:/bin", **sandbox_env("live", free_port(), bind="127.0.0.1"), **extra}
-    return subprocess.Popen([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _process_link(host: HostUnderTest, process: str) -> str:
-    # the fixture's symlink that gives sandbox processes their own name (see hostenv.fixtures)
-    return f"{host.checks['bin_dir']}/../run/{process}"
+    return standin(tmp_path / "standins", host.checks["sandbox_process"], env)
 
 
 def test_wrong_instance_role_is_caught(pytester: pytest.Pytester, plain_host: HostUnderTest) -> None:

@@ -31,6 +31,15 @@ FORBIDDEN_ENV = (
     "AWS_SESSION_TOKEN", "MOONSHOT_API_KEY", "RESEND_API_KEY", "TAVILY_API_KEY",
     "BRAVE_API_KEY", "EXA_API_KEY", "FLAKEHUB_AUTH_TOKEN",
 )
+# Name shapes no sandbox may carry either (GEMINI_API_KEY, GROQ_API_KEY, ANTHROPIC_AUTH_TOKEN,
+# OPENROUTER_API_KEY, ...): shell-style globs, matched on the host. allowed_env wins over them.
+FORBIDDEN_PATTERNS = (
+    "*_API_KEY", "*_AUTH_TOKEN", "*_ACCESS_TOKEN", "*_SECRET_ACCESS_KEY", "*_SESSION_TOKEN",
+    "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "GROQ_*", "OPENROUTER_*", "MISTRAL_*",
+    "COHERE_*", "DEEPSEEK_*", "XAI_*", "TOGETHER_*", "PERPLEXITY_*", "ZAI_*", "KIMI_*",
+    "MOONSHOT_*", "AZURE_OPENAI_*", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_*",
+)
+ALLOWED_ENV = ("CHOIR_PROVIDER_GATEWAY_*",)
 REQUIRED_ENV = ("CHOIR_SANDBOX_ID", "CHOIR_SANDBOX_ROLE", "CHOIR_SANDBOX_USER_ID")
 # systemd UnitFileState values that still mean "started at boot"; NixOS links its units.
 ENABLED_STATES = (
@@ -90,8 +99,12 @@ class HostChecks:
     domain_scheme: str = "https"
     domain_address: str | None = None
     domain_port: int | None = None
+    boot_allow: tuple[str, ...] = ()  # units accepted as "starts at boot" though nothing wants them
+    max_restarts: int = 0  # automatic restarts (NRestarts) a unit may have had: more is a crash loop
     sandbox_process: str = "sandbox"
-    forbidden_env: tuple[str, ...] = FORBIDDEN_ENV
+    hypervisor_process: str = "hypervisor"  # whose provider keys the sandbox must not hold; "" = off
+    forbidden_env: tuple[str, ...] = FORBIDDEN_ENV + FORBIDDEN_PATTERNS
+    allowed_env: tuple[str, ...] = ALLOWED_ENV
     required_env: tuple[str, ...] = REQUIRED_ENV
     bin_dir: str = "/opt/choiros/bin"
     binaries: Mapping[str, str | None] = field(
@@ -104,6 +117,10 @@ class HostChecks:
     memory_available: Threshold = Threshold("256MiB", min_bytes=256 << 20)
     nixos_generations: int = 2
     http_timeout: float = 10.0
+    connect_timeout: int = 10
+    server_alive_interval: int = 5
+    server_alive_count_max: int = 3
+    command_timeout: float = 60.0
     manifest: str | None = None  # as written; resolved against the config file's directory
     manifest_units: Mapping[str, str] = field(default_factory=lambda: {"hypervisor": "hypervisor"})
     manifest_processes: Mapping[str, str] = field(
@@ -153,8 +170,12 @@ def parse(r: _Reader, value: Any) -> HostChecks:
         domain_scheme=_choice(r, table, "domain_scheme", ("http", "https"), d.domain_scheme),
         domain_address=r.optional_string(table.get("domain_address"), p + "domain_address"),
         domain_port=_port_or_none(r, table.get("domain_port"), p + "domain_port"),
+        boot_allow=_list(r, table, "boot_allow", d.boot_allow),
+        max_restarts=_count(r, table, "max_restarts", d.max_restarts),
         sandbox_process=sandbox_process or d.sandbox_process,
+        hypervisor_process=_string(r, table, "hypervisor_process", d.hypervisor_process),
         forbidden_env=_list(r, table, "forbidden_env", d.forbidden_env),
+        allowed_env=_list(r, table, "allowed_env", d.allowed_env),
         required_env=_list(r, table, "required_env", d.required_env),
         bin_dir=r.optional_string(table.get("bin_dir"), p + "bin_dir") or d.bin_dir,
         binaries=_binaries(r, table, d.binaries),
@@ -164,6 +185,10 @@ def parse(r: _Reader, value: Any) -> HostChecks:
                                     p + "memory_available", d.memory_available, percent=False),
         nixos_generations=_count(r, table, "nixos_generations", d.nixos_generations),
         http_timeout=r.number(table.get("http_timeout"), p + "http_timeout", d.http_timeout),
+        connect_timeout=_count(r, table, "connect_timeout", d.connect_timeout, least=1),
+        server_alive_interval=_count(r, table, "server_alive_interval", d.server_alive_interval, least=1),
+        server_alive_count_max=_count(r, table, "server_alive_count_max", d.server_alive_count_max, least=1),
+        command_timeout=r.number(table.get("command_timeout"), p + "command_timeout", d.command_timeout),
         manifest=r.optional_string(table.get("manifest"), p + "manifest"),
         manifest_units=_names(r, table, "manifest_units", d.manifest_units),
         manifest_processes=_names(r, table, "manifest_processes", {
@@ -198,11 +223,16 @@ def _bool(r: _Reader, table: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _count(r: _Reader, table: dict[str, Any], key: str, default: int) -> int:
+def _count(r: _Reader, table: dict[str, Any], key: str, default: int, least: int = 0) -> int:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise r.fail(f"host_checks.{key}", f"expected a whole number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise r.fail(f"host_checks.{key}", f"expected a whole number >= {least}, got {value!r}")
     return value
+
+
+def _string(r: _Reader, table: dict[str, Any], key: str, default: str) -> str:
+    value = table.get(key, default)
+    return "" if value in (None, "") else r.string(value, f"host_checks.{key}")
 
 
 def _choice(r: _Reader, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:

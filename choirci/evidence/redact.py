@@ -17,6 +17,13 @@ record (``choirci.session.outcomes``) and again on writing; lines printed to the
 log) go through :func:`for_terminal`. As a second line of defence for texts cut earlier
 (by an adapter, before choirci saw them), a piece of a secret at a cut marker (a prefix
 before ``...``/``…``, a suffix after ``[...]`` or ``...]`` + newline) is redacted too.
+
+Text that comes back from a *host* (an HTTP body, a JSON field, a command's stderr) may hold
+secrets that exist only on that host, which no environment lookup can know. :func:`scrub`
+redacts them by shape: the value of a secret-shaped assignment (``OPENAI_API_KEY=sk-..``,
+``"db_password": "x"``, ``token: x``), ``Bearer``/``Basic`` credentials, and well-known key
+formats (``sk-...``, ``ghp_...``, ``AKIA...``, ``xoxb-...``, ``AIza...``, JWTs). It only
+replaces values: names, paths, store hashes and numbers stay, so a message keeps its meaning.
 """
 
 from __future__ import annotations
@@ -40,6 +47,72 @@ Redact = Callable[[str], str]
 CUT_AFTER = r"(?=\.\.\.|…|\n\[\.\.\. )"
 CUT_BEFORE = (r"(?<=\[\.\.\.\])", r"(?<=\.\.\.\]\n)")
 CUT_MARKS = ("...", "…")
+
+
+# ---------------------------------------------------------------- shape-based (host output)
+
+# Names whose value is a secret, in assignments found in host output: the SECRET_NAMES
+# shapes plus the bare words (a query string's ``token=``, a header's ``Authorization:``).
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_BARE = r"(?:token|secret|password|passwd|pwd|api[_-]?key|apikey|auth|authorization|credentials?)"
+_ASSIGN = re.compile(
+    rf"""(?P<q>["']?)(?P<name>{_NAME})(?P=q)(?P<sep>\s*[:=]\s*)(?P<v>"[^"\n]*"|'[^'\n]*'|[^\s"',;&}}\]\)]+)"""
+)
+_CREDENTIAL = re.compile(r"(?i)\b(?P<scheme>bearer|basic|token)(?P<sp>\s+)(?P<v>[A-Za-z0-9._~+/=-]{8,})")
+# Well-known key formats; each must start at a word boundary that is not a path or id piece.
+_KEY_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9_/.-])(?:"
+    r"sk-[A-Za-z0-9_-]{12,}"                   # OpenAI/Anthropic-style (sk-..., sk-ant-..., sk-proj-...)
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|glpat-[A-Za-z0-9_-]{16,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|AIza[0-9A-Za-z_-]{30,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
+    r")"
+)
+REDACTED = "[REDACTED:"
+CREDENTIAL_SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
+
+
+def _secret_shaped(name: str) -> bool:
+    plain = name.strip("\"'").replace("-", "_").replace(".", "_")
+    return is_secret_name(plain) or re.fullmatch(rf"(?i)(?:[A-Za-z0-9]+_)*{_BARE}", plain) is not None
+
+
+def scrub(text: str) -> str:
+    """``text`` with secret-shaped values replaced (for output that comes back from a host).
+
+    ``OPENAI_API_KEY=sk-abc...`` becomes ``OPENAI_API_KEY=[REDACTED:OPENAI_API_KEY]``,
+    ``Bearer abc...`` becomes ``Bearer [REDACTED:bearer]``, a bare ``sk-...`` key becomes
+    ``[REDACTED:key]``. Idempotent; harmless values (``true``, short ones) are left alone.
+    """
+    if not text:
+        return text
+
+    text = _CREDENTIAL.sub(_credential, text)
+    text = _ASSIGN.sub(_assignment, text)
+    return _KEY_SHAPES.sub("[REDACTED:key]", text)
+
+
+def _credential(m: re.Match[str]) -> str:
+    if m.group("v").startswith(REDACTED):
+        return m.group(0)
+    return f"{m.group('scheme')}{m.group('sp')}[REDACTED:{m.group('scheme').lower()}]"
+
+
+def _assignment(m: re.Match[str]) -> str:
+    value, name = m.group("v"), m.group("name")
+    head = m.group(0)[: m.start("v") - m.start()]
+    quoted = len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
+    inner = value[1:-1] if quoted else value
+    if not _secret_shaped(name):
+        # Not a secret name, but its value may hold one ('"status": "X_KEY=..."', a URL's query).
+        return head + _ASSIGN.sub(_assignment, value)
+    if inner.startswith(REDACTED) or inner.lower() in CREDENTIAL_SCHEMES or not _worth_redacting(inner):
+        return m.group(0)
+    quote = value[0] if quoted else ""
+    return f"{head}{quote}[REDACTED:{name}]{quote}"
 
 
 def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:

@@ -29,8 +29,10 @@ import pytest
 
 from choirci.config.hosts import HostChecks
 from choirci.errors import ChoirciError
+from choirci.evidence.redact import scrub
 from choirci.hosts import connect as hosts_mod
-from choirci.hosts.lib import manifest_path
+from choirci.hosts import lib
+from choirci.hosts.lib import HostToolError, manifest_path
 from choirci.items import AreaCollector, ChoirciItem
 from choirci.release import manifest as manifest_mod
 from choirci.settings import Settings
@@ -47,7 +49,11 @@ class HostRun:
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         opt = config.option
-        self.reuse = hosts_mod.SshReuse()
+        hc = settings.config.host_checks
+        self.bounds = hosts_mod.Bounds(hc.connect_timeout, hc.server_alive_interval,
+                                       hc.server_alive_count_max, hc.command_timeout)
+        lib.start_session(self.bounds)
+        self.reuse = hosts_mod.SshReuse(bounds=self.bounds)
         self.targets = hosts_mod.resolve_targets(
             opt.hosts, settings.config.hosts, self.reuse, opt.ssh_config
         )
@@ -58,7 +64,7 @@ class HostRun:
         self.unreachable: dict[str, str] = {}
         for target in self.targets:
             try:
-                hosts_mod.probe(target, **self.kwargs)
+                hosts_mod.probe(target, self.bounds, **self.kwargs)
             except hosts_mod.HostUnreachable as exc:
                 self.unreachable[target.name] = str(exc)
         self.reachable = [t for t in self.targets if t.name not in self.unreachable]
@@ -176,23 +182,58 @@ def release_manifest(request: pytest.FixtureRequest) -> manifest_mod.Manifest:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if call.excinfo is None or not in_area(item):
+    if not in_area(item):
+        return report
+    _scrub_report(report)
+    if call.excinfo is None:
         return report
     exc = call.excinfo.value
     stderr = hosts_mod.transport_failure(exc)
+    name = dict(item.user_properties).get("host", "?")
     if stderr is not None:
-        name = dict(item.user_properties).get("host", "?")
-        report.longrepr = (
+        report.longrepr = scrub(
             f"choirci: host {name}: SSH transport failed during the check (exit 255): {stderr}; "
             "this is a harness error, not a failed check"
         )
-        # The report copied user_properties when it was made: tag both (the evidence reads
-        # the report's, and counts a tagged failure as an error, never a failed check).
-        item.user_properties.append(("harness_error", "ssh exit 255"))
-        report.user_properties.append(("harness_error", "ssh exit 255"))
+        _tag_error(item, report, "ssh exit 255")
+    elif isinstance(exc, HostToolError):
+        # Could not ask the host: an ERROR naming the host, never a failed check.
+        report.longrepr = scrub(f"choirci: host {name}: {exc}")
+        _tag_error(item, report, "could not ask the host")
     elif isinstance(exc, ChoirciError):
-        report.longrepr = f"choirci: {exc}"
+        report.longrepr = scrub(f"choirci: {exc}")
     return report
+
+
+def _tag_error(item: pytest.Item, report: pytest.TestReport, why: str) -> None:
+    # The report copied user_properties when it was made: tag both (the evidence reads
+    # the report's, and counts a tagged failure as an error, never a failed check).
+    item.user_properties.append(("harness_error", why))
+    report.user_properties.append(("harness_error", why))
+
+
+def _scrub_report(report: pytest.TestReport) -> None:
+    """Host output in a report (failure text, captured logs, properties) loses secret-shaped
+    values before anything records or prints it."""
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if scrub(text) != text:
+            report.longrepr = scrub(text)
+    report.sections = [(title, scrub(body)) for title, body in report.sections]
+    report.user_properties = [(k, scrub(v) if isinstance(v, str) else v) for k, v in report.user_properties]
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A check that could not ask its host shows as ERROR on the terminal, as in the evidence."""
+    if report.when == "call" and report.failed and in_area_id(report.nodeid) and any(
+        k == "harness_error" for k, _ in report.user_properties
+    ):
+        return "error", "E", "ERROR"
+    return None
+
+
+def in_area_id(nodeid: str) -> bool:
+    return nodeid.startswith(f"{AREA}::")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -12,6 +12,12 @@ user's own config) plus ``controlpath=`` for testinfra versions that read it fro
 
 A host that cannot be reached (ssh exit 255, paramiko socket errors) is a harness error: one
 :class:`HostUnreachable` line per host, raised before any check runs.
+
+Every remote call is bounded (:class:`Bounds`): the generated config sets ``ConnectTimeout``
+(also passed as testinfra's ``timeout=``, which it puts on the command line) and
+``ServerAliveInterval``/``ServerAliveCountMax``, so a host or sshd that freezes drops the
+connection (exit 255) instead of waiting for TCP keepalive; and :func:`execute` runs each
+command through :func:`choirci.proc.run` with a timeout that kills the local ssh client.
 """
 
 from __future__ import annotations
@@ -32,6 +38,28 @@ from choirci.errors import ChoirciError
 
 SSH_CONNECTIONS = ("ssh", "safe-ssh")
 CONTROL_PERSIST = 120  # seconds a master outlives its last command; we close it at the end
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long any remote call may take (``host_checks`` keys of the same names)."""
+
+    connect_timeout: int = 10  # seconds to connect and exchange SSH banners
+    server_alive_interval: int = 5  # seconds between SSH-level keepalives
+    server_alive_count_max: int = 3  # unanswered keepalives before ssh gives up
+    command_timeout: float = 60.0  # seconds per command on the host
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What one bounded command on a host gave back."""
+
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
 
 
 class HostUnreachable(ChoirciError):
@@ -61,7 +89,8 @@ def redact_spec(spec: str) -> str:
         user = netloc.split("@", 1)[0].split(":", 1)[0]
         netloc = f"{user}:***@{netloc.split('@', 1)[1]}"
     query = urllib.parse.parse_qs(url.query)
-    kept = {k: v for k, v in query.items() if k not in ("ssh_config", "controlpath", "controlpersist")}
+    kept = {k: v for k, v in query.items()
+            if k not in ("ssh_config", "controlpath", "controlpersist", "timeout")}
     suffix = "?" + urllib.parse.urlencode(kept, doseq=True) if kept else ""
     return f"{url.scheme}://{netloc}{suffix}"
 
@@ -113,9 +142,10 @@ def is_this_machine(spec: str, reuse: SshReuse, user_ssh_config: str | None = No
 class SshReuse:
     """Owns the generated ssh_config files and control sockets of one run."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, bounds: Bounds | None = None) -> None:
         # Control socket paths must stay under ~104 bytes: a short directory in /tmp.
         self.dir = directory or Path(tempfile.mkdtemp(prefix="choirci-ssh-", dir="/tmp"))
+        self.bounds = bounds or Bounds()
         self._configs: dict[str | None, Path] = {}
 
     def config_for(self, user_config: str | None) -> Path:
@@ -134,6 +164,10 @@ class SshReuse:
             f"  ControlPersist {CONTROL_PERSIST}s",
             f"  ControlPath {self.dir}/%C",
             "  BatchMode yes",
+            # A frozen host or sshd must drop the connection, not hold the run for hours.
+            f"  ConnectTimeout {self.bounds.connect_timeout}",
+            f"  ServerAliveInterval {self.bounds.server_alive_interval}",
+            f"  ServerAliveCountMax {self.bounds.server_alive_count_max}",
             "",
         ]
         included = [user_config] if user_config else [
@@ -150,6 +184,8 @@ class SshReuse:
         user_config = query.pop("ssh_config", [user_ssh_config])[0]
         query["ssh_config"] = [str(self.config_for(user_config))]
         query.setdefault("controlpath", [f"{self.dir}/%C"])
+        # testinfra puts -o ConnectTimeout=<timeout> on the command line, which beats the file.
+        query.setdefault("timeout", [str(self.bounds.connect_timeout)])
         return url._replace(query=urllib.parse.urlencode(query, doseq=True, safe="/%")).geturl()
 
     def ssh_argv(self, spec: str, user_ssh_config: str | None, *extra: str) -> list[str]:
@@ -185,14 +221,49 @@ def get_host(target: HostTarget, **kwargs: Any) -> Any:
     return testinfra.get_host(target.spec, **kwargs)
 
 
-def probe(target: HostTarget, **kwargs: Any) -> None:
+def execute(host: Any, command: str, timeout: float) -> HostResult:
+    """Run ``command`` on ``host`` (a testinfra host) and return within ``timeout`` seconds.
+
+    For the ``ssh`` and ``local`` backends the command line is the one testinfra itself would
+    run (its own ssh argv, sudo wrapping and quoting), started through :func:`proc.run`, so a
+    timeout kills the local ssh client's process group (the ControlMaster lives on in its own
+    session). Other backends (paramiko, docker, ...) go through ``host.run`` unbounded.
+    """
+    backend = host.backend
+    kind = backend.get_connection_type()
+    if kind == "ssh":
+        # testinfra's SshBackend.run_ssh, minus its unbounded Popen.communicate().
+        argv, args = backend._build_ssh_command(backend.get_command(command))
+        line = backend.quote(" ".join(argv), *args)
+    elif kind == "local":
+        line = backend.get_command(command)
+    else:
+        result = host.run(command)
+        return HostResult(command, result.rc, result.stdout, result.stderr, 0.0)
+    done = proc.run(["/bin/sh", "-c", line], timeout=timeout)
+    rc = done.returncode if done.returncode is not None else -1
+    return HostResult(command, rc, done.stdout, done.stderr, done.duration, done.timed_out)
+
+
+def probe(target: HostTarget, bounds: Bounds | None = None, **kwargs: Any) -> None:
     """Run ``true`` on the host once; raise HostUnreachable with one line if transport fails."""
+    bounds = bounds or Bounds()
+    # connect + banner + auth, bounded: a host that accepts TCP and then freezes must not hang.
+    limit = bounds.connect_timeout * 3 + 5
     try:
-        result = get_host(target, **kwargs).run("true")
+        result = execute(get_host(target, **kwargs), "true", limit)
     except RuntimeError as exc:
         raise HostUnreachable(unreachable_message(target, exc)) from None
     except Exception as exc:  # noqa: BLE001 - paramiko/docker raise their own socket errors
         raise HostUnreachable(f"{_prefix(target)}: cannot connect: {_one_line(str(exc))}") from None
+    if result.timed_out:
+        raise HostUnreachable(f"{_prefix(target)}: 'true' did not return within {limit:g} s; "
+                              "the host or its sshd is not answering")
+    if result.rc == 255 and target.connection in SSH_CONNECTIONS:
+        raise HostUnreachable(
+            f"{_prefix(target)}: unreachable over SSH (exit 255): {_one_line(result.stderr)}; "
+            f"check {target.origin} and that 'ssh {_host_part(target.spec)} true' works"
+        )
     if result.rc != 0:
         raise HostUnreachable(
             f"{_prefix(target)}: 'true' exited {result.rc} ({_one_line(result.stderr)}); "

@@ -13,9 +13,13 @@ Formats:
 * curl: ``-i`` output (status line, headers, blank line, body) followed by our
   ``\\n@@CHOIRCI@@<http_code>`` trailer, so the status never depends on parsing headers.
 * ``df -Pk PATH``: a header, then ``fs 1024-blocks used available capacity% mountpoint``.
-* sandbox environ scan: ``PID n``, then ``FORBIDDEN K``/``ALLOWED K``/``MISSING K``/``ROLE v``/
-  ``UNREADABLE`` lines. Values of secret variables are compared on the host by awk and never
-  printed, so no secret crosses the wire or reaches evidence.
+* sandbox environ scan: ``PID n``, then ``FORBIDDEN K``/``ALLOWED K``/``MISSING K``/
+  ``HOLDS K HVKEY``/``ENFORCE on|off|unmanaged``/``ROLE v``/``UNREADABLE`` lines, then
+  ``HVCOUNT n`` and ``DONE``. Values are compared on the host by awk and never printed (also
+  the hypervisor's provider keys, read from its environ), so no secret crosses the wire.
+* every probe that uses a tool beyond POSIX sh checks it first (:func:`need`: exit 127 and
+  ``choirci: 'TOOL' is not installed on the host``), and none loses an exit status in a
+  pipeline or a ``for`` loop (``pgrep`` exit > 1 is exit 3; a failed step exits 4).
 
 Probes of a promoted host (running executables, store paths, GC roots, the workspace
 checkout, file modes) are in :mod:`choirci.hosts.promoted`.
@@ -29,7 +33,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-UNIT_PROPS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result", "MainPID")
+UNIT_PROPS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result", "MainPID",
+              "NRestarts", "ExecMainStatus", "ExecMainCode", "WantedBy", "RequiredBy", "UpheldBy",
+              "TriggeredBy")
+# Reverse dependencies that start a unit without anyone typing "systemctl start".
+WANTED_BY = ("WantedBy", "RequiredBy", "UpheldBy", "TriggeredBy")
 TRAILER = "@@CHOIRCI@@"
 
 
@@ -54,6 +62,25 @@ class UnitState:
             f"ActiveState={self.get('ActiveState')} SubState={self.get('SubState')} "
             f"UnitFileState={self.get('UnitFileState') or '-'} Result={self.get('Result')}"
         )
+
+    @property
+    def restarts(self) -> int:
+        value = self.get("NRestarts")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def wanted_by(self) -> list[str]:
+        """Units that pull this one in (``WantedBy``/``RequiredBy``/``UpheldBy``/``TriggeredBy``)."""
+        return [u for key in WANTED_BY for u in self.get(key).split()]
+
+    @property
+    def last_exit(self) -> str:
+        """The main process's last exit, e.g. ``status 1``, or '' when it exited cleanly."""
+        status, code = self.get("ExecMainStatus"), self.get("ExecMainCode")
+        if status in ("", "0"):
+            return ""
+        # ExecMainCode 1 = exited (status is an exit code), 2/3 = killed/dumped (a signal).
+        return f"signal {status}" if code in ("2", "3") else f"status {status}"
 
 
 def unit_command(unit: str) -> str:
@@ -148,28 +175,92 @@ def parse_curl(url: str, output: str) -> HttpResponse | None:
 
 # --------------------------------------------------------------------------- environment
 
+# Names are matched with EREs built from the config's globs (no backslashes: awk -v would eat
+# them). Values never leave awk: only names are printed.
 ENV_AWK = r"""
-BEGIN { nf = split(forbidden, F, " "); nr = split(required, R, " ") }
-{ i = index($0, "="); if (i > 1) { k = substr($0, 1, i - 1); E[k] = substr($0, i + 1); S[k] = 1 } }
-END {
+function forb(k) { return k ~ forbidden && !(k ~ allowed) }
+function flush(   k, v, gw, e, j) {
+  if (pid == "") return
+  print "PID " pid
   gw = E["CHOIR_PROVIDER_GATEWAY_TOKEN"]
-  for (j = 1; j <= nf; j++) { k = F[j]; if (k in S) {
-    if (k == "AWS_BEARER_TOKEN_BEDROCK" && gw != "" && E[k] == gw) print "ALLOWED " k
-    else print "FORBIDDEN " k } }
-  for (j = 1; j <= nr; j++) { k = R[j]; if (!(k in S)) print "MISSING " k }
+  for (k in S) {
+    v = E[k]
+    if (length(v) >= 4 && (v in HK)) { print "HOLDS " k " " HK[v]; continue }
+    if (!forb(k)) continue
+    if (k == "AWS_BEARER_TOKEN_BEDROCK" && gw != "" && v == gw) print "ALLOWED " k
+    else print "FORBIDDEN " k
+  }
+  for (j = 1; j <= nr; j++) if (!(R[j] in S)) print "MISSING " R[j]
+  e = tolower(E["CHOIR_ENFORCE_KEYLESS_SANDBOX"]); gsub(/^[ \t]+|[ \t]+$/, "", e)
+  if (e ~ /^(0|false|no|off)$/) print "ENFORCE off"
+  else if (e ~ /^(1|true|yes|on)$/) print "ENFORCE on"
+  else if (("CHOIR_SANDBOX_ID" in S) || ("CHOIR_SANDBOX_ROLE" in S) || ("CHOIR_SANDBOX_USER_ID" in S)) print "ENFORCE on"
+  else print "ENFORCE unmanaged"
   print "ROLE " E["CHOIR_SANDBOX_ROLE"]
+  pid = ""
 }
+function keyval(   line, i) {
+  line = substr($0, 3); i = index(line, "=")
+  if (i <= 1) return 0
+  K = substr(line, 1, i - 1); V = substr(line, i + 1); return 1
+}
+BEGIN { nr = split(required, R, " "); hv = 0 }
+$1 == "HV" { hv++; next }
+$1 == "HVUNREADABLE" { print "HVUNREADABLE " $2; next }
+$1 == "H" { if (keyval() && forb(K) && length(V) >= 4) HK[V] = K; next }
+$1 == "PID" { flush(); pid = $2; split("", E); split("", S); next }
+$1 == "UNREADABLE" { flush(); print "PID " $2; print "UNREADABLE"; next }
+$1 == "E" { if (pid != "" && keyval()) { E[K] = V; S[K] = 1 }; next }
+END { flush(); print "HVCOUNT " hv }
 """
 
 
-def environ_command(process: str, forbidden: tuple[str, ...], required: tuple[str, ...]) -> str:
-    awk = shlex.join(["awk", "-v", f"forbidden={' '.join(forbidden)}", "-v",
-                      f"required={' '.join(required)}", ENV_AWK])
+def glob_ere(patterns: tuple[str, ...]) -> str:
+    """Shell-style name globs as one anchored ERE without backslashes (``(?!)``-like if empty)."""
+    def one(glob: str) -> str:
+        return "".join(".*" if c == "*" else "." if c == "?" else c if c.isalnum() or c == "_"
+                       else f"[{c}]" for c in glob)
+    return "^(" + "|".join(one(p) for p in patterns) + ")$" if patterns else "^$"
+
+
+def need(*tools: str) -> str:
+    """An sh prefix that exits 127 naming the first of ``tools`` missing on the host."""
+    names = " ".join(shlex.quote(t) for t in tools)
+    return (f"for t in {names}; do command -v \"$t\" >/dev/null 2>&1 || {{ echo \"choirci: '$t' "
+            "is not installed on the host (not on PATH)\" >&2; exit 127; }; done; ")
+
+
+def pgrep(var: str, process: str) -> str:
+    """``var=<pids of process>``; pgrep's own failure (exit > 1) exits the probe with 3."""
+    return (f"{var}=$(pgrep -x -- {shlex.quote(process)}); rc=$?; if [ $rc -gt 1 ]; then "
+            f"echo \"choirci: pgrep -x {process} failed (exit $rc)\" >&2; exit 3; fi; ")
+
+
+def environ_command(process: str, forbidden: tuple[str, ...], required: tuple[str, ...],
+                    allowed: tuple[str, ...] = (), hypervisor: str = "") -> str:
+    """Scan every ``process``'s environment (and ``hypervisor``'s provider keys) on the host.
+
+    Ends with ``DONE`` only when every step worked: a missing tool exits 127, pgrep failing
+    exits 3, awk failing exits 4, so no exit status is lost in the pipeline or the loops.
+    """
+    awk = shlex.join(["awk", "-v", f"forbidden={glob_ere(forbidden)}", "-v",
+                      f"allowed={glob_ere(allowed)}", "-v", f"required={' '.join(required)}", ENV_AWK])
+    hv = pgrep("hv", hypervisor) if hypervisor else "hv=; "
     return (
-        f"for pid in $(pgrep -x {shlex.quote(process)}); do echo \"PID $pid\"; "
-        f"if [ -r /proc/$pid/environ ]; then tr '\\0' '\\n' < /proc/$pid/environ | {awk}; "
-        "else echo UNREADABLE; fi; done"
+        need("pgrep", "tr", "sed", "awk", "readlink") + hv + pgrep("pids", process)
+        + "{ for h in $hv; do " + _read_env("h", "HV", "H", "HVUNREADABLE") + "done; "
+        + "for pid in $pids; do " + _read_env("pid", "PID", "E", "UNREADABLE") + "done; } "
+        + f"| {awk} || exit 4; echo DONE"
     )
+
+
+def _read_env(var: str, header: str, prefix: str, unreadable: str) -> str:
+    # A process that exited since pgrep saw it (its environ reads empty, its exe is gone) is
+    # skipped: it is neither unreadable nor a process without environment.
+    return (f"if [ -r /proc/${var}/environ ]; then e=$(tr '\\0' '\\n' < /proc/${var}/environ 2>/dev/null) || e=; "
+            f"if [ -n \"$e\" ] || readlink /proc/${var}/exe >/dev/null 2>&1; then echo \"{header} ${var}\"; "
+            f"printf '%s\\n' \"$e\" | sed 's/^/{prefix} /'; fi; "
+            f"elif [ -d /proc/${var} ]; then echo \"{unreadable} ${var}\"; fi; ")
 
 
 @dataclass
@@ -179,6 +270,8 @@ class ProcessEnv:
     forbidden: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    holds: list[str] = field(default_factory=list)  # "NAME (= the hypervisor's KEY)"
+    enforcement: str = ""  # on | off | unmanaged
     unreadable: bool = False
 
     @property
@@ -186,27 +279,54 @@ class ProcessEnv:
         return f"pid {self.pid}" + (f" (role {self.role})" if self.role else "")
 
 
-def parse_environ(output: str) -> list[ProcessEnv]:
-    out: list[ProcessEnv] = []
+@dataclass
+class EnvScan:
+    processes: list[ProcessEnv]
+    hypervisors: int = 0
+    hypervisor_unreadable: list[str] = field(default_factory=list)
+    complete: bool = False  # the probe printed DONE: every step answered
+
+
+def parse_environ(output: str) -> EnvScan:
+    scan = EnvScan([])
+    out = scan.processes
     for line in output.splitlines():
         kind, _, value = line.strip().partition(" ")
         if kind == "PID" and value.isdigit():
             out.append(ProcessEnv(int(value)))
         elif out and kind in ("FORBIDDEN", "ALLOWED", "MISSING"):
             getattr(out[-1], kind.lower()).append(value)
+        elif out and kind == "HOLDS":
+            name, _, source = value.partition(" ")
+            out[-1].holds.append(f"{name} (= the hypervisor's {source})")
+        elif out and kind == "ENFORCE":
+            out[-1].enforcement = value
         elif out and kind == "ROLE":
             out[-1].role = value
         elif out and kind == "UNREADABLE":
             out[-1].unreadable = True
-    return out
+        elif kind == "HVUNREADABLE":
+            scan.hypervisor_unreadable.append(value)
+        elif kind == "HVCOUNT" and value.isdigit():
+            scan.hypervisors = int(value)
+        elif kind == "DONE":
+            scan.complete = True
+    for p in out:
+        p.forbidden.sort()
+        p.allowed.sort()
+        p.holds.sort()
+    return scan
 
 
 # --------------------------------------------------------------------------- binaries
 
 
 def binary_command(path: str) -> str:
+    """Resolved path and sha256 of ``path``; nothing when it does not exist; exit 4 when
+    it exists but cannot be read (never mistaken for "absent")."""
     q = shlex.quote(path)
-    return f"if [ -e {q} ]; then readlink -f -- {q}; sha256sum < {q} | cut -d' ' -f1; fi"
+    return (need("readlink", "sha256sum") + f"if [ -e {q} ]; then readlink -f -- {q} || exit 4; "
+            f"sum=$(sha256sum < {q}) || exit 4; echo \"${{sum%% *}}\"; fi")
 
 
 def parse_binary(output: str) -> tuple[str, str] | None:

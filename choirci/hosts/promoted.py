@@ -22,6 +22,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from choirci.hosts.probe import need, pgrep
+
 # --------------------------------------------------------------------------- release
 
 
@@ -33,10 +35,14 @@ class RunningExe:
 
 
 def exe_command(*, pid: int | None = None, process: str | None = None) -> str:
-    """The executable of ``pid``, or of every process whose name is exactly ``process``."""
-    source = str(pid) if pid is not None else f"$(pgrep -x {shlex.quote(process or '')})"
-    return (f"for pid in {source}; do sha=$({{ sha256sum < /proc/$pid/exe; }} 2>/dev/null | cut -d' ' -f1); "
-            "echo \"EXE $pid ${sha:--} $(readlink /proc/$pid/exe 2>/dev/null)\"; done")
+    """The executable of ``pid``, or of every process whose name is exactly ``process``.
+
+    pgrep failing (exit > 1) or a missing tool is an exit status of its own, never "0 processes".
+    """
+    source = f"pids={pid}; " if pid is not None else pgrep("pids", process or "")
+    return (need("pgrep", "sha256sum", "readlink") + source
+            + "for pid in $pids; do sha=$({ sha256sum < /proc/$pid/exe; } 2>/dev/null); sha=${sha%% *}; "
+            "echo \"EXE $pid ${sha:--} $(readlink /proc/$pid/exe 2>/dev/null)\"; done; echo DONE")
 
 
 def parse_exes(output: str) -> list[RunningExe]:
@@ -148,8 +154,8 @@ def glob_word(pattern: str) -> str:
 
 
 def modes_command(pattern: str) -> str:
-    return (f"for f in {glob_word(pattern)}; do if [ -e \"$f\" ]; then "
-            "stat -L -c '%a %U:%G %n' -- \"$f\"; fi; done")
+    return (need("stat") + f"for f in {glob_word(pattern)}; do if [ -e \"$f\" ]; then "
+            "stat -L -c '%a %U:%G %n' -- \"$f\" || exit 4; fi; done")
 
 
 def parse_modes(output: str) -> list[FileMode]:

@@ -7,6 +7,7 @@ veth it created, also when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -49,16 +50,24 @@ def plain_host(tmp_path_factory: pytest.TempPathFactory, choiros_binaries: build
     Its workspace is a clean git checkout on ``main`` (with an ``origin/main`` ref), and the
     binaries' store paths get GC roots for the session, like a well-run prod host.
     """
-    work = tmp_path_factory.mktemp("plain-host")
+    with plain_environment(tmp_path_factory.mktemp("plain-host"), choiros_binaries) as host:
+        yield host
+
+
+@contextlib.contextmanager
+def plain_environment(work: Path, binaries: build.Binaries,
+                      sandbox_env: dict[str, str] | None = None) -> Iterator[HostUnderTest]:
+    """The plain host's set-up and clean-up. A process that fails to start (sshd or a
+    service) raises at once with its log, and everything started so far is stopped."""
     sshd = PlainSshd(work)
     procs = services.Processes(work)
     caddy = services.FakeCaddy("choir.test", free_port())
     roots = work / "gcroots"
     try:
         sshd.start()
-        checks = _start_plain_services(work, procs, choiros_binaries, caddy)
+        checks = _start_plain_services(work, procs, binaries, caddy, sandbox_env or {})
         checks["workspace"] = [str(make_workspace(work / "workspace"))]
-        add_gc_roots(roots, choiros_binaries.store_paths)
+        add_gc_roots(roots, binaries.store_paths)
         yield HostUnderTest(f"ssh://{sshd.alias}?ssh_config={sshd.ssh_config}", sshd.ssh_config, sshd.alias,
                             checks)
     finally:
@@ -93,7 +102,7 @@ def add_gc_roots(directory: Path, store_paths: dict[str, str]) -> None:
 
 
 def _start_plain_services(work: Path, procs: services.Processes, binaries: build.Binaries,
-                          caddy: services.FakeCaddy) -> dict[str, Any]:
+                          caddy: services.FakeCaddy, sandbox_env: dict[str, str]) -> dict[str, Any]:
     # A process name of our own: other tests on this machine may run a "sandbox" too.
     process = f"sbx-{os.getpid() % 1000}{random.randrange(100)}"
     run_dir, bin_dir = work / "run", work / "opt-bin"
@@ -109,9 +118,10 @@ def _start_plain_services(work: Path, procs: services.Processes, binaries: build
     procs.start("hypervisor", [str(run_dir / hypervisor)],
                 services.hypervisor_env(ports["hypervisor"], bind="127.0.0.1"))
     for role in ("live", "dev"):
-        procs.start(role, [str(run_dir / process)], services.sandbox_env(role, ports[role], bind="127.0.0.1"))
+        procs.start(role, [str(run_dir / process)],
+                    {**services.sandbox_env(role, ports[role], bind="127.0.0.1"), **sandbox_env})
     caddy.start()
-    _wait_listening(list(ports.values()))
+    _wait_listening(list(ports.values()), procs)
     return {
         "units": [], "optional_units": [],
         "ports": list(ports.values()),
@@ -120,20 +130,21 @@ def _start_plain_services(work: Path, procs: services.Processes, binaries: build
         "domains": ["os.choir.test"], "apex_redirects": {"choir.test": "os.choir.test"},
         "domain_scheme": "http", "domain_address": "127.0.0.1",
         "domain_port": caddy.server.server_address[1],
-        "sandbox_process": process, "bin_dir": str(bin_dir),
+        "sandbox_process": process, "hypervisor_process": hypervisor, "bin_dir": str(bin_dir),
         "manifest_processes": {"sandbox": process, "hypervisor": hypervisor},
         "binaries": dict(binaries.store_paths),
         "disk": {"/": "100MiB"}, "memory_available": "64MiB",
     }
 
 
-def _wait_listening(ports: list[int], timeout: float = 20) -> None:
+def _wait_listening(ports: list[int], procs: services.Processes, timeout: float = 20) -> None:
     import socket
     import time
 
     deadline = time.monotonic() + timeout
     for port in ports:
         while True:
+            procs.raise_if_exited()
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break

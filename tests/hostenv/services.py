@@ -1,16 +1,18 @@
 """The grind services of a test host: env files, plain processes, and a Caddy stand-in.
 
 The environments follow CONTRACT §5: each sandbox carries the gateway metadata
-(``CHOIR_SANDBOX_*``), the gateway token and ``AWS_BEARER_TOKEN_BEDROCK`` equal to it (the
-hypervisor sets it on purpose, §8.10). Because the sandbox's own keyless policy would then
-refuse to start, ``CHOIR_ENFORCE_KEYLESS_SANDBOX=0`` keeps it running, which is also what lets a
-planted key survive long enough for the host check to catch it.
+(``CHOIR_SANDBOX_*``, which turns the sandbox's keyless enforcement on) and the gateway token.
+The healthy host sets no ``AWS_BEARER_TOKEN_BEDROCK``: the sandbox's own keyless policy refuses
+it at start-up, and ``CHOIR_ENFORCE_KEYLESS_SANDBOX=0`` (what would keep it running) is itself a
+failure of the keyless check. Tests that plant a key turn enforcement off on purpose (and
+expect that to be reported too), or plant it in a stand-in process (``KEYLESS_STANDIN``).
 """
 
 from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -25,7 +27,6 @@ def sandbox_env(role: str, port: int, bind: str = "0.0.0.0") -> dict[str, str]:
         "PORT": str(port), "BIND_ADDR": bind, "CHOIROS_INSTANCE_ROLE": role,
         "CHOIR_SANDBOX_ID": f"tester:{role}", "CHOIR_SANDBOX_ROLE": role,
         "CHOIR_SANDBOX_USER_ID": "tester", "CHOIR_PROVIDER_GATEWAY_TOKEN": GATEWAY_TOKEN,
-        "AWS_BEARER_TOKEN_BEDROCK": GATEWAY_TOKEN, "CHOIR_ENFORCE_KEYLESS_SANDBOX": "0",
         "DATABASE_URL": f"sqlite:/opt/choiros/data/{role}/events.db", "SQLX_OFFLINE": "true",
     }
 
@@ -51,6 +52,14 @@ class Processes:
         full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
         self.procs[name] = subprocess.Popen(argv, env=full, stdout=log, stderr=log,
                                             start_new_session=True)
+
+    def raise_if_exited(self) -> None:
+        """A service that died during start-up is an error now, with its log, not a timeout."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                log = (self.logdir / f"{name}.log").read_text(errors="replace").strip()
+                raise RuntimeError(f"service {name} exited with status {proc.returncode} while "
+                                   f"starting: {log[-300:] or 'no output'}")
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -96,5 +105,75 @@ class FakeCaddy:
         self.thread.start()
 
     def stop(self) -> None:
+        # shutdown() waits for serve_forever() to acknowledge: on a server that never started
+        # it blocks forever (a failed fixture set-up must error, not hang).
+        if self.thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+
+class Route:
+    """One canned answer of :class:`FakeHttp`; ``hang`` keeps the connection open after the
+    body (a body that never ends, as a stuck upstream behind a proxy does)."""
+
+    def __init__(self, status: int, body: str = "", headers: Mapping[str, str] | None = None,
+                 hang: float = 0.0) -> None:
+        self.status, self.body, self.headers, self.hang = status, body, dict(headers or {}), hang
+
+
+class FakeHttp:
+    """A tiny HTTP service on 127.0.0.1 with canned answers per path (404 elsewhere)."""
+
+    def __init__(self, routes: Mapping[str, Route]) -> None:
+        self.routes = dict(routes)
+        routes_ref = self.routes
+        self.release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = routes_ref.get(self.path, Route(404))
+                body = route.body.encode()
+                self.send_response(route.status)
+                for key, value in route.headers.items():
+                    self.send_header(key, value)
+                # A hanging answer announces more than it sends, so the client waits for it.
+                self.send_header("Content-Length", str(len(body) + (100 if route.hang else 0)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                if route.hang:
+                    release.wait(route.hang)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        release = self.release
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> FakeHttp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def standin(directory: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A process named ``name`` (``sleep`` through a symlink of that name) with exactly ``env``:
+    what the environment checks see of a sandbox or hypervisor, without the real program's
+    own start-up policy (the real sandbox refuses to start with a key when enforcement is on)."""
+    link = directory / name
+    if not link.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    return subprocess.Popen([str(link), "600"], env=dict(env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
