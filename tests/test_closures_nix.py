@@ -159,6 +159,27 @@ def test_stale_fixed_output_hash_is_blamed_on_the_vendoring_derivation(
     assert one(props["closures::ok"], "out_path").endswith("-ok")
 
 
+@pytest.mark.parametrize("flags", [["-v", "--log-format", "internal-json"],
+                                   ["--log-format", "raw"]], ids=" ".join)
+def test_log_flags_in_extra_args_change_no_verdict(pytester: pytest.Pytester, nix_on: Path,
+                                                   flags: list[str]) -> None:
+    """choirci reads Nix's stderr (who built, who failed): the user's log flags must not
+    change what it reads (internal-json would turn every line into JSON; raw drops the
+    ``name>`` prefix of log lines on 2.2x). 2.8's ``nix`` ignores --log-format altogether."""
+    extra = "  extra_args: [" + ", ".join(f'"{f}"' for f in flags) + "]\n"
+    make_workspace(pytester.path, {"alpha": "echo alpha > $out",
+                                   "beta": "echo 'the real reason' >&2; exit 3"},
+                   config(pytester, extra=extra))
+    result, props = grind(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert one(props["closures::alpha"], "cache") == "built"
+    command = one(props["closures::alpha"], "command")
+    assert command.index(flags[-1]) < command.rindex("--log-format bar-with-logs")
+    result.stdout.fnmatch_lines([
+        "*closure beta (./pkg#beta) did not build: its builder failed with exit code 3*"])
+    assert "the real reason" in result.stdout.str()
+
+
 def test_unknown_attribute_is_an_error_and_others_still_build(pytester: pytest.Pytester,
                                                               nix_on: Path) -> None:
     typo = config(pytester).replace("./pkg#beta", "./pkg#betta")
