@@ -11,6 +11,7 @@ would leave a prefix no redaction matches) so a runaway log cannot bloat the JSO
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -95,9 +96,34 @@ def build(
     # report with the most sections (normally teardown) holds all the output exactly once.
     fullest = max(reports, key=lambda r: len(getattr(r, "sections", ()) or ()))
     return finish(nodeid, outcome, markers, props, message, kind, _join(details),
-                  redact(getattr(fullest, "capstdout", "") or ""),
+                  redact(_stdout(fullest)),
                   redact(getattr(fullest, "capstderr", "") or ""),
-                  sum(r.duration or 0.0 for r in reports))
+                  _duration(props, sum(r.duration or 0.0 for r in reports)))
+
+
+def _stdout(report: Any) -> str:
+    """Captured stdout plus every section an area added (e.g. the output libtest shows for a
+    passing Rust test), each under its name; captured stderr and logs have their own field."""
+    parts = [getattr(report, "capstdout", "") or ""]
+    for title, content in getattr(report, "sections", ()) or ():
+        if content and not title.startswith(("Captured stdout", "Captured stderr",
+                                             "Captured log")):
+            parts.append(f"--- {title.removeprefix('Captured ')} ---\n{content}")
+    return "\n".join(part for part in parts if part)
+
+
+def _duration(props: list[tuple[str, str]], measured: float) -> float:
+    """An area that knows an item's own time better than pytest's phase timing (one closure
+    of a batched build, one test of a binary run) records it as the ``duration`` property."""
+    for key, value in reversed(props):
+        if key == "duration":
+            try:
+                seconds = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+    return measured
 
 
 def _join(details: list[tuple[str, str]]) -> str:
