@@ -89,3 +89,20 @@ def test_unreadable_record_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "choirci.json").write_text('{"schema": "choirci.run", "version": 99}')
     with pytest.raises(Exception, match="version 99 is not supported"):
         evidence.load(tmp_path)
+
+
+def test_a_failure_shows_where_and_folds_long_logs() -> None:
+    from choirci.evidence.record import RunRecord
+
+    log = "\n".join(f"line {n}" for n in range(40))
+    failing = item("rust::sandbox::api::t", "rust", "sandbox.api", "t", "failed",
+                   message="assertion failed",
+                   details=f"thread 't' panicked at tests/api.rs:27:5:\n{log}",
+                   stdout="\n".join(f"out {n}" for n in range(30)),
+                   properties=(("rust.crate_dir", "sandbox"),))
+    report = markdown.run_report(RunRecord(runs=(run(items=(failing,)),)))
+    assert "at `sandbox/tests/api.rs:27`" in report
+    assert "<details><summary>failure (41 lines)</summary>" in report
+    assert "<details><summary>output (last 20 of 30 lines)</summary>" in report
+    tail = report.split("output (last 20 of 30 lines)")[1]
+    assert "out 29" in tail and "out 9\n" not in tail

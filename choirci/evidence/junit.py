@@ -130,7 +130,7 @@ def _suite(key: tuple[int, str, str],
             if result.tag in ("failure", "error", "skipped") \
                     and result.get("type", "") in GENERIC_TYPES:
                 result.attrib.pop("type", None)
-        where = None if strict else location(run, item)
+        where = None if strict else location(item)
         if where is not None:
             case_element.set("file", where[0])
             if where[1] is not None:
@@ -142,7 +142,7 @@ def _suite(key: tuple[int, str, str],
     return element
 
 
-def location(run: ShardRun, item: ItemResult) -> tuple[str, int | None] | None:
+def location(item: ItemResult) -> tuple[str, int | None] | None:
     """(repo-relative file, line) of an item, where the record says it.
 
     An area may record ``file``/``line`` itself. A Rust failure's location is libtest's

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from choirci import text
+from choirci.evidence.junit import location
 from choirci.evidence.record import (
     BAD,
     ItemResult,
@@ -88,20 +89,45 @@ def tree_block(record: RunRecord) -> list[str]:
     return lines
 
 
+SHOWN_LINES = 15  # a longer excerpt folds into <details> (GitHub renders it collapsed)
+OUTPUT_TAIL = 20
+
+
 def failures_block(items: Iterable[ItemResult], limit: int, max_items: int) -> list[str]:
+    """Each failure: what, where (file:line when known) and how it died, then the tail of
+    its own output; long logs fold so a pasted report stays readable on a GitHub issue."""
     bad = [item for item in items if item.outcome in BAD]
     lines: list[str] = []
     for item in bad[:max_items]:
         lines.append(f"#### `{item.nodeid}` ({item.outcome})")
         if item.message:
             lines.append(f"> {inline(item.message)}")
+        where = location(item)
+        if where is not None:
+            lines += ["", f"at `{where[0]}" + (f":{where[1]}`" if where[1] else "`")]
         excerpt = item.details or item.stderr
         if excerpt.strip():
-            lines += ["", fenced(excerpt, limit, full_log_pointer(item))]
+            lines += ["", *_foldable("failure", fenced(excerpt, limit, full_log_pointer(item)))]
+        output = text.clean(item.stdout).strip("\n").splitlines()
+        if output and item.details:
+            tail = "\n".join(output[-OUTPUT_TAIL:])
+            title = f"output (last {min(len(output), OUTPUT_TAIL)} of {len(output)} lines)"
+            lines += ["", *_details(title, fenced(tail, limit, full_log_pointer(item)))]
         lines.append("")
     if len(bad) > max_items:
         lines.append(f"... and {len(bad) - max_items} more; see junit.xml / choirci.json")
     return lines
+
+
+def _foldable(what: str, block: str) -> list[str]:
+    count = block.count("\n") - 1
+    if count <= SHOWN_LINES:
+        return [block]
+    return _details(f"{what} ({count} lines)", block)
+
+
+def _details(summary: str, block: str) -> list[str]:
+    return [f"<details><summary>{summary}</summary>", "", block, "", "</details>"]
 
 
 def counts_line(record: RunRecord) -> str:
