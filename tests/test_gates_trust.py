@@ -4,6 +4,7 @@ gate ids as paths, and the faithful phase mappings (one test per case of issue 2
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,57 @@ def test_dod_sandboxes_must_be_reached_through_the_hypervisor() -> None:
     found = met("definition-of-done", "One user can run", items)
     assert not found.met and "through the hypervisor" in found.reasons[0]
     assert found.checked_by  # the direct checks still show what was checked
+
+
+# ---------------------------------------------------------------- a real run
+
+
+LOOKALIKES = """
+import pytest
+
+pytestmark = pytest.mark.host
+
+@pytest.mark.parametrize("target", ["hypervisor"])
+def test_hypervisor_auth_gate(target, record_property):
+    record_property("host", target)
+
+@pytest.mark.parametrize("target", ["hypervisor"])
+def test_hypervisor_public_path(target, record_property):
+    record_property("host", target)
+
+@pytest.mark.parametrize("unit", ["hypervisor"])
+def test_unit_active(unit):
+    pass
+"""
+
+
+def test_lookalike_tests_in_a_real_run_satisfy_nothing(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pytest --grind --python-tests` with workspace tests named like the bundled host checks
+    (in a git checkout, clean), then `choirci gate phase-1` as a user runs it."""
+    pytester.makefile(".yaml", choirci="release:\n  domain: os.choir.chat\n")
+    pytester.makepyfile(test_http=LOOKALIKES)
+    ignored = "evidence/\n__pycache__/\nrunpytest-current\nstdout\nstderr\n"  # pytester's own
+    pytester.makefile("", **{".gitignore": ignored})
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "w"]):
+        subprocess.run([*git, *args], cwd=pytester.path, check=True)
+    result = pytester.runpytest_subprocess("--grind", "--python-tests", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["choirci: verdict PASS*"])  # the run itself passed
+    directory = pytester.path / "evidence"
+    manual_dir = directory / "manual" / "phase-1"
+    commit = evidence.load(directory).runs[0].provenance.commit
+    for name in PHASE1_FILES:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(f"commit: {commit}\nwhat a person saw\n")
+    assert manual_dir.is_dir()
+    capsys.readouterr()
+    assert main(["gate", "phase-1", "--evidence", str(directory)]) == 1
+    out = capsys.readouterr().out
+    assert ("no result matched check=test_http.py::test_hypervisor_auth_gate among choirci's "
+            "own items") in out
+    data = json.loads((directory / "gates" / "phase-1.json").read_text())
+    assert (data["commit"], data["tree"]) == (commit, "clean")
+    auth = next(i for i in data["items"] if i["text"].startswith("Auth + proxy"))
+    assert auth["met"] is False and auth["checked_by"] == []
