@@ -50,12 +50,13 @@ def test_step_summary_is_capped() -> None:
     assert "... and 30 more" in summary
 
 
-def test_write_all_writes_the_three_files_and_the_step_summary(tmp_path: Path) -> None:
+def test_write_all_writes_every_file_and_the_step_summary(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     written = evidence.write_all(sample_record(), tmp_path / "ev", Redactor(),
                                  step_summary=str(summary))
-    assert [p.name for p in written] == ["choirci.json", "junit.xml", "report.md"]
+    assert [p.name for p in written] == ["choirci.json", "junit.xml", "junit-xunit.xml",
+                                         "report.md"]
     assert summary.read_text().startswith("earlier step\n# choirci run")
     loaded = evidence.load(tmp_path / "ev")
     assert loaded == sample_record()

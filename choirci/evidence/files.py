@@ -48,8 +48,9 @@ from choirci.release.record import release_record
 
 RECORD = "choirci.json"
 JUNIT = "junit.xml"
+JUNIT_XUNIT = "junit-xunit.xml"  # valid against junit-10.xsd, for Jenkins' xunit plugin
 REPORT = "report.md"
-OUR_FILES = (RECORD, JUNIT, REPORT)
+OUR_FILES = (RECORD, JUNIT, JUNIT_XUNIT, REPORT)
 
 
 def record_json(record: RunRecord) -> str:
@@ -114,6 +115,7 @@ def render_all(record: RunRecord, found: Sequence[verdicts.GateVerdict] = (),
     return {
         RECORD: record_json(record),
         JUNIT: junit.render(record),
+        JUNIT_XUNIT: junit.render(record, strict=True),
         REPORT: markdown.run_report(record, found, note),
     }
 
