@@ -182,3 +182,16 @@ def test_env_form_without_the_classic_closures_is_refused(
 def test_unknown_closure_is_named(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = build(repo, capsys, "--closure", "sandbx")
     assert code == 2 and "unknown closure 'sandbx'" in err
+
+
+def test_manifests_in_an_unignored_evidence_dir_name_the_dir_once(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default output is <evidence>/releases/<sha>.env/.json: a line per file would change
+    every commit, so the advice is the evidence dir, once, and following it works."""
+    (repo / ".gitignore").write_text("")
+    git(repo, "commit", "-qam", "ignore nothing")
+    code, err = build(repo, capsys)
+    assert code == 2, err
+    assert "add the lines '/evidence/' to" in err and "releases/" not in err.split("add the")[1]
+    follow_advice(err)
+    assert not gitstate.would_dirty(repo, repo / "evidence" / "releases" / "abc.env")

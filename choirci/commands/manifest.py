@@ -177,7 +177,8 @@ def run_build(args: argparse.Namespace) -> int:
     gitstate.require_clean(root)
     head = gitstate.head(root)
     env_path, json_path = output_paths(cfg, head.short, args.output, args.json_only)
-    guard_outputs(root, [path for path in (env_path, json_path) if path is not None])
+    guard_outputs(root, [path for path in (env_path, json_path) if path is not None],
+                  cfg.evidence_dir)
     release = build_release(cfg, closures, root, head)
     for written in mf.write(release, env_path=env_path, json_path=json_path):
         print(f"Release manifest written to {written}")
@@ -205,12 +206,14 @@ def output_paths(cfg: Config, short: str, output: Path | None,
     return (None if json_only else base.with_suffix(".env")), base.with_suffix(".json")
 
 
-def guard_outputs(root: Path, paths: Sequence[Path]) -> None:
+def guard_outputs(root: Path, paths: Sequence[Path], evidence_dir: Path | None = None) -> None:
     """Trap §8.4: a manifest written into the checkout makes the next release refuse."""
     dirtying = [path for path in paths if gitstate.would_dirty(root, path)]
     if not dirtying:
         return
-    lines = " and ".join(f"'{gitstate.ignore_line(root, path)}'" for path in dirtying)
+    # Under the evidence dir the file name changes every commit: ignore the dir, once.
+    lines = " and ".join(f"'{line}'" for line in
+                         gitstate.ignore_lines(root, dirtying, evidence_dir))
     them = "them" if len(dirtying) > 1 else "it"
     raise ChoirciError(
         f"{', '.join(map(str, dirtying))}: inside the checkout {root} and not gitignored, so "

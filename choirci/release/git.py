@@ -120,3 +120,21 @@ def ignore_line(root: Path, path: Path) -> str:
     escaped = IGNORE_SPECIAL.sub(r"\\\1", relative)
     trailing = len(escaped) - len(escaped.rstrip(" "))
     return "/" + escaped[: len(escaped) - trailing] + "\\ " * trailing
+
+
+def ignore_lines(root: Path, paths: list[Path], evidence_dir: Path | None = None) -> list[str]:
+    """The .gitignore lines that keep ``paths`` out of ``git status``: the evidence dir once
+    (``/evidence/``) for every path under it, since its file names change with every commit,
+    and an exact line for any other path."""
+    lines: list[str] = []
+    for path in paths:
+        line = ignore_line(root, path)
+        if evidence_dir is not None:
+            try:
+                path.resolve().relative_to(evidence_dir.resolve())
+                line = ignore_line(root, evidence_dir).rstrip("/") + "/"
+            except ValueError:
+                pass
+        if line not in lines:
+            lines.append(line)
+    return lines
