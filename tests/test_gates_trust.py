@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from evidence_sample import COMMIT, closure, host_check, item, run
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from choirci.cli import main
@@ -443,3 +443,65 @@ def test_lookalike_tests_in_a_real_run_satisfy_nothing(
     assert (data["commit"], data["tree"]) == (commit, "clean")
     auth = next(i for i in data["items"] if i["text"].startswith("Auth + proxy"))
     assert auth["met"] is False and auth["checked_by"] == []
+
+
+# ---------------------------------------------------------------- the invariant
+
+
+OWN_POOL = (*phase1_items(), SMOKE, DOMAIN, closure("sandbox"), closure("grind-system"),
+            host_check("test_sandbox_health", "grind", param="live"),
+            host_check("test_sandbox_health", "grind", param="dev"),
+            host_check("test_sandbox_processes_running", "grind", module="test_env.py"))
+OUTCOME = st.sampled_from(["passed"] * 6 + ["failed", "error", "skipped", "deselected"])
+MOSTLY = st.sampled_from([True, True, True, True, False])
+
+
+@st.composite
+def forged_runs(draw: st.DrawFn) -> tuple[RunRecord, dict[str, verdicts.Attestation]]:
+    from dataclasses import replace
+
+    from choirci.evidence.record import TreeState
+    own = [replace(i, outcome=draw(OUTCOME)) for i in OWN_POOL if draw(MOSTLY)]
+    fakes = [lookalike(name, host, "tests", param) for name, host, param in draw(st.lists(
+        st.tuples(st.sampled_from(CHECK_NAMES), st.sampled_from(HOSTISH),
+                  st.sampled_from(["hypervisor", "live", "dev", "os.choir.chat"])), max_size=4))]
+    tree = draw(st.sampled_from([TreeState((), ())] * 3 + [TreeState((), ("?? x",)), TreeState()]))
+    shard = replace(run(items=tuple(own + fakes), promoted=draw(st.sampled_from([SHA, None]))),
+                    tree=tree)
+    names = sorted({n for g in BUNDLED for i in g.items for n in i.manual})
+    manual = {n: verdicts.Attestation(n, draw(st.sampled_from(["", "", "", "is a placeholder"])))
+              for n in names if draw(MOSTLY)}
+    return RunRecord(runs=(shard,)), manual
+
+
+@settings(max_examples=300, deadline=None)
+@given(forged_runs())
+def test_a_pass_is_backed_only_by_own_passing_results_and_attested_files(
+    forged: tuple[RunRecord, dict[str, verdicts.Attestation]]
+) -> None:
+    record, manual = forged
+    by_id = {i.nodeid: i for i in record.items}
+    for gate in BUNDLED:
+        verdict = verdicts.evaluate(gate, record, manual)
+        if verdict.verdict != "pass":
+            assert verdict.reasons
+            continue
+        event(f"{gate.id} passed")
+        assert verdicts.tree_state(record) == "clean"
+        for found in verdict.items:
+            assert found.met or not found.item.required
+            assert all(by_id[n].outcome == "passed" and not n.startswith("tests/")
+                       for n in found.checked_by)
+            assert all(not manual[n].problem for n in found.item.manual if found.met)
+
+
+def test_the_run_report_never_shows_a_pass_out_of_phase_order(tmp_path: Path) -> None:
+    """release's own items all met on a run where phase-5 fails: the report says fail."""
+    record = RunRecord(runs=(run(items=(SMOKE, DOMAIN), promoted=SHA),))
+    assert verdicts.evaluate(RELEASE, record).verdict == "pass"  # its own items only
+    evidence.write_all(record, tmp_path / "ev", Redactor())
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "| release | fail |" in report and "| release | pass |" not in report
+    found, _ = evidence.gate_verdicts(record, tmp_path / "ev", None)
+    release = next(v for v in found if v.gate.id == "release")
+    assert "comes after phase-5, which is fail for this run" in release.reasons

@@ -99,14 +99,16 @@ def attestations(directory: Path, gate: gates.Gate,
 
 def gate_verdicts(record: RunRecord, directory: Path,
                   gates_dir: Path | None) -> tuple[list[verdicts.GateVerdict], str]:
-    """Every gate evaluated against ``record`` (for the run report), or a note why not.
-    Phase order is not checked here; ``choirci gate`` does that."""
+    """Every gate evaluated against ``record`` (for the run report), or a note why not. A
+    gate whose ``after`` gate does not pass on this same record does not pass here either
+    (``choirci gate`` also looks in ``--history`` dirs)."""
     try:
         loaded = gates.load_all(gates_dir)
     except ChoirciError as exc:
         return [], f"gates not evaluated: {exc}"
-    return [verdicts.evaluate(gate, record, attestations(directory, gate, record))
-            for gate in loaded], ""
+    return verdicts.in_order([verdicts.evaluate(gate, record,
+                                                attestations(directory, gate, record))
+                              for gate in loaded]), ""
 
 
 def render_all(record: RunRecord, found: Sequence[verdicts.GateVerdict] = (),
@@ -178,28 +180,35 @@ def _cases(xml_text: str) -> Counter[tuple[str, str, str, str]]:
 
 
 def junit_problem(directory: Path, record: RunRecord) -> str | None:
-    """Why ``junit.xml`` does not say what ``choirci.json`` says (a stale or edited file),
-    or None when every suite, testcase and outcome agrees."""
-    path = directory / JUNIT
-    if not path.is_file():
-        return f"{path} is missing; choirci writes it with choirci.json (re-run or re-merge)"
-    try:
-        actual = _cases(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ElementTree.ParseError) as exc:
-        return f"{path} is unreadable ({exc}); re-run or re-merge to re-create it"
-    expected = _cases(junit.render(record))
-    if actual == expected:
-        return None
-    extra, missing = actual - expected, expected - actual
-    example = next(iter(missing or extra))
-    return (f"{path} differs from choirci.json ({sum(missing.values())} testcase(s) only in the "
-            f"record, {sum(extra.values())} only in junit.xml, e.g. {'::'.join(example[1:3])} "
-            f"{example[3]}); one of them is stale or edited: re-run or re-merge")
+    """Why ``junit.xml`` (or ``junit-xunit.xml``, when present) does not say what
+    ``choirci.json`` says (a stale or edited file), or None when every suite, testcase and
+    outcome agrees."""
+    for name, strict, required in ((JUNIT, False, True), (JUNIT_XUNIT, True, False)):
+        path = directory / name
+        if not path.is_file():
+            if required:
+                return (f"{path} is missing; choirci writes it with choirci.json "
+                        "(re-run or re-merge)")
+            continue
+        try:
+            actual = _cases(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ElementTree.ParseError) as exc:
+            return f"{path} is unreadable ({exc}); re-run or re-merge to re-create it"
+        expected = _cases(junit.render(record, strict=strict))
+        if actual != expected:
+            extra, missing = actual - expected, expected - actual
+            example = next(iter(missing or extra))
+            return (f"{path} differs from choirci.json ({sum(missing.values())} testcase(s) "
+                    f"only in the record, {sum(extra.values())} only in {name}, e.g. "
+                    f"{'::'.join(example[1:3])} {example[3]}); one of them is stale or edited: "
+                    "re-run or re-merge")
+    return None
 
 
-def archive_stale_gates(directory: Path, digest: str) -> list[Path]:
-    """Move ``gates/*.json``/``.md`` that judged another record (or do not say which) to
-    ``gates/stale/``: a new run in a dir invalidates the verdicts of the old one."""
+def archive_stale_gates(directory: Path, digest: str = "") -> list[Path]:
+    """Move ``gates/*.json``/``.md`` that judged another record than the one with sha256
+    ``digest`` (or do not say which) to ``gates/stale/``: a new run in a dir invalidates the
+    verdicts of the old one. ``digest=""`` moves them all (a run starting in the dir)."""
     moved = []
     folder = directory / "gates"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -51,8 +51,9 @@ def verify(gate: gates.Gate, commit: str | None, sources: Sequence[Source],
         raise ChoirciError(f"gate order loops: {' -> '.join((*seen, gate.id, gate.after))}; "
                            "fix 'after:' in the gate files")
     if commit is None:
-        raise ChoirciError(f"{gate.id} comes after {gate.after}, but the run recorded no commit, "
-                           "so no earlier verdict can be tied to it; run in a git checkout")
+        raise ChoirciError(f"{gate.id} comes after {gate.after}, but the run recorded no single "
+                           "commit (not a git checkout, or shards of different commits), so no "
+                           "earlier verdict can be tied to it; judge one commit's run")
     previous = load(gate.after)
     tried = []
     for source in sources:

@@ -91,6 +91,35 @@ def evaluate(gate: Gate, record: RunRecord,
     return GateVerdict(gate, "pass", (), items)
 
 
+def blocked(verdict: GateVerdict, reason: str) -> GateVerdict:
+    """``verdict`` when the gate's ``after`` does not pass: never a pass."""
+    word = "fail" if verdict.verdict == "pass" else verdict.verdict
+    return GateVerdict(verdict.gate, word, (*verdict.reasons, reason), verdict.items)
+
+
+def in_order(found: Sequence[GateVerdict]) -> list[GateVerdict]:
+    """Verdicts of one record (the run report): a gate whose ``after`` gate does not pass
+    on the same record is not a pass either."""
+    by_id = {v.gate.id: v for v in found}
+    done: dict[str, GateVerdict] = {}
+
+    def resolve(gate_id: str, seen: tuple[str, ...]) -> GateVerdict:
+        if gate_id not in done:
+            verdict = by_id[gate_id]
+            after = verdict.gate.after
+            if after and (after not in by_id or after in seen):
+                verdict = blocked(verdict, f"comes after {after}, which is not among these gates")
+            elif after:
+                previous = resolve(after, (*seen, gate_id))
+                if previous.verdict != "pass":
+                    verdict = blocked(verdict, f"comes after {after}, which is "
+                                      f"{previous.verdict} for this run")
+            done[gate_id] = verdict
+        return done[gate_id]
+
+    return [resolve(v.gate.id, ()) for v in found]
+
+
 def _item(gate: Gate, item: GateItem, record: RunRecord, release: ReleaseRecord,
           found: Mapping[str, Attestation]) -> ItemVerdict:
     if not item.checked:
