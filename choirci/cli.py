@@ -17,7 +17,7 @@ from types import ModuleType
 from choirci import __version__
 from choirci.errors import ChoirciError
 
-COMMANDS = ("gate", "evidence", "matrix", "parity", "manifest", "release")
+COMMANDS = ("init", "gate", "evidence", "matrix", "parity", "manifest", "release")
 
 EPILOG = """\
 The main job is a pytest run:  pytest --grind [--closure NAME] [-m nix|rust|loop|host]
