@@ -129,3 +129,38 @@ def test_a_gates_dir_that_is_not_there_is_named(tmp_path: Path, load: object) ->
         load(missing)  # type: ignore[operator]
     assert str(info.value).startswith(f"gates dir {missing} does not exist")
     assert "known gates" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (GOOD.replace("title: Phase 9", "title: Phase 9\ndirty_tree: yes-please"),
+         r"phase-9.yaml:3: dirty_tree: expected 'allowed' or 'refused'"),
+        (GOOD.replace("title: Phase 9", "title: Phase 9\nuser_tests: 'sure'"),
+         r"phase-9.yaml:3: user_tests: expected true or false"),
+        (GOOD.replace("closure: sandbox", "run: fail"), r"run: expected 'pass', got 'fail'"),
+        (GOOD.replace("closure: sandbox", "param: hypervisor"),
+         r"param: 'param' narrows a 'check:'; name the check too"),
+        (GOOD.replace("closure: sandbox", "check: test_units.py::test_unit_activ"),
+         r"test_units.py has no check test_unit_activ; did you mean 'test_unit_active'\?"),
+        (GOOD + "        missing_check: ''\n", r"missing_check: expected a non-empty string"),
+        (GOOD.replace("closure: sandbox", "tree: clean"),
+         r"sections: no required item reads the run's own results"),
+        (GOOD.replace("closure: sandbox", "release: domain"),
+         r"sections: no required item reads the run's own results"),
+    ],
+)
+def test_trust_keys_are_validated(tmp_path: Path, body: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        gates.load("phase-9", write(tmp_path, body))
+    assert "\n" not in str(info.value)
+    assert re.search(expected, str(info.value)), str(info.value)
+
+
+def test_bundled_gates_are_bundled_and_a_copy_is_custom(tmp_path: Path) -> None:
+    bundled = gates.load("phase-1")
+    assert not bundled.custom and len(bundled.digest) == 64 and bundled.dir_digest == ""
+    (tmp_path / "phase-1.yaml").write_bytes((gates.default_dir() / "phase-1.yaml").read_bytes())
+    copy = gates.load("phase-1", tmp_path)
+    assert copy.custom and copy.digest == bundled.digest
+    assert copy.dir_digest == gates.digest_dir(tmp_path)

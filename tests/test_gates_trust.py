@@ -150,13 +150,13 @@ def test_a_stale_phase_1_pass_does_not_unlock_phase_2_for_a_new_commit(
     write_run(directory, phase1_run(COMMIT, auth="failed"))
     capsys.readouterr()
     assert main(["gate", "phase-2", "--evidence", str(directory)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert f"phase-2 comes after phase-1, which does not pass for commit {COMMIT}" in err
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert f"phase-2 comes after phase-1, which does not pass for commit {COMMIT}" in captured.err
     assert not (directory / "gates" / "phase-2.json").exists()
-    # Judging phase-1 on the new record moves the old verdict aside.
-    assert main(["gate", "phase-1", "--evidence", str(directory)]) == 1
-    assert "moved to" in capsys.readouterr().out
+    # The old verdict judged another record: moved aside, not left to be read as current.
+    assert "phase-1.json judged an earlier record; moved to" in captured.out
+    assert not (directory / "gates" / "phase-1.json").exists()
     stale = json.loads((directory / "gates" / "stale" / "phase-1.json").read_text())
     assert (stale["verdict"], stale["commit"]) == ("pass", OTHER)
 
@@ -505,3 +505,11 @@ def test_the_run_report_never_shows_a_pass_out_of_phase_order(tmp_path: Path) ->
     found, _ = evidence.gate_verdicts(record, tmp_path / "ev", None)
     release = next(v for v in found if v.gate.id == "release")
     assert "comes after phase-5, which is fail for this run" in release.reasons
+
+
+def test_an_interrupted_run_is_incomplete_not_refused(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    directory = write_run(tmp_path / "ev", RunRecord(runs=(run(items=(closure("sandbox"),),
+                                                               status="incomplete"),)))
+    assert main(["gate", "phase-2", "--evidence", str(directory)]) == 3
+    assert capsys.readouterr().out.startswith("choirci: gate phase-2: INCOMPLETE")

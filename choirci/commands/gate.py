@@ -78,13 +78,17 @@ def run(args: argparse.Namespace) -> int:
     gates_dir = args.gates or (cfg.gates_dir if cfg else None)
     gate = gates.load(args.gate, gates_dir)
     current = source(directory)
+    stale = evidence.archive_stale_gates(directory, current.digest)
+    for path in stale:
+        print(f"choirci: {path.name} judged an earlier record; moved to {path.parent}")
     sources = [current, *(source(d) for d in args.history
                           if d.resolve() != directory.resolve())]
-    chain = order.verify(gate, current.commit, sources, order.loader(gate, gates_dir))
     names = [name for item in gate.items for name in item.manual]
     verdict = verdicts.evaluate(gate, current.record, current.attest(names), current.problems)
+    # An interrupted run is judged incomplete (exit 3) before any order question.
+    chain = (order.verify(gate, current.commit, sources, order.loader(gate, gates_dir))
+             if verdict.verdict != "incomplete" else [])
     redactor = Redactor.from_env(extra=cfg.redact if cfg else ())
-    stale = evidence.archive_stale_gates(directory, current.digest)
     binding = {"record_sha256": current.digest, "order": chain}
     written = evidence.write_gate(verdict, evidence.redacted(current.record, redactor),
                                   directory, redactor, binding)
@@ -96,8 +100,5 @@ def run(args: argparse.Namespace) -> int:
           f"met, {attested} of them attested by a person{custom})")
     for reason in verdict.reasons:
         print(f"  - {redactor(reason)}")
-    if stale:
-        print(f"choirci: {len(stale)} verdict file(s) of an earlier record moved to "
-              f"{directory / 'gates' / 'stale'}")
     print(f"choirci: report written to {written[-1]}")
     return verdict.exit_code
