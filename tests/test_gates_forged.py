@@ -142,12 +142,14 @@ def test_redaction_never_rewrites_structural_fields(secret: str) -> None:
     assert clean.runs[0].started == record.runs[0].started
 
 
+@pytest.mark.parametrize("token", ["passed", "pass", "fail", "complete", "clean"])
 def test_a_token_equal_to_an_outcome_keeps_the_record_and_the_verdict(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    token: str,
 ) -> None:
     items = tuple(closure(n, cache="substituted") for n in ("sandbox", "desktop", "hypervisor"))
     record = RunRecord(runs=(run(items=items),))
-    monkeypatch.setenv("DEPLOY_TOKEN", "passed")
+    monkeypatch.setenv("DEPLOY_TOKEN", token)
     directory = tmp_path / "ev"
     evidence.write_all(record, directory, Redactor.from_env())
     data = json.loads((directory / "choirci.json").read_text())
@@ -155,4 +157,29 @@ def test_a_token_equal_to_an_outcome_keeps_the_record_and_the_verdict(
     assert main(["gate", "phase-1", "--evidence", str(directory)]) in (0, 1)
     assert "Traceback" not in capsys.readouterr().err
     verdict = json.loads((directory / "gates" / "phase-1.json").read_text())
-    assert verdict["verdict"] in ("pass", "fail")
+    assert (verdict["verdict"], verdict["tree"], verdict["status"]) == ("fail", "clean", "complete")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), JSON), min_size=1, max_size=3))
+def test_choirci_gate_on_a_forged_record_never_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edits: list[tuple[tuple[Any, ...], Any]]
+) -> None:
+    data = copy.deepcopy(BASE)
+    for path, value in edits:
+        target: Any = data
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    directory = write_record(tmp_path / "forged", data)
+    code = main(["gate", "phase-1", "--evidence", str(directory)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # No junit.xml beside it: never a pass; bad input is one line.
+    assert code in (1, 2, 3)
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("choirci: error: ")
