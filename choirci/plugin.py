@@ -104,7 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not opt.grind:
         flags = (("--closure", opt.closure), ("--rust-test", opt.rust_test),
                  ("--area", opt.area), ("--evidence-dir", opt.evidence_dir),
-                 ("--python-tests", opt.python_tests))
+                 ("--python-tests", opt.python_tests), ("--rust-ignored", opt.rust_ignored))
         used = [flag for flag, value in flags if value]
         if used:
             raise pytest.UsageError(
@@ -191,6 +191,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         invocation_dir=invocation,
         is_worker=hasattr(config, "workerinput"),
         python_tests=opt.python_tests,
+        rust_ignored=opt.rust_ignored,
     )
 
 

@@ -25,26 +25,27 @@ from choirci.rust.cargo import (
     _absorb,
     _package_name,
     parse_metadata,
-    run_argv,
+    run_args,
 )
+from choirci.rust.discover import discover
 
 
 @pytest.mark.parametrize(
     ("develop", "binaries", "features", "expected"),
     [
-        (None, ["desktop_api_test"], [],
+        (None, [("test", "desktop_api_test")], [],
          ["cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
           "--test", "desktop_api_test"]),
-        (None, ["a", "lib"], ["supervision_refactor", "x"],
+        (None, [("test", "a"), ("lib", "lib")], ["supervision_refactor", "x"],
          ["cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
           "--test", "a", "--lib", "--features", "supervision_refactor,x"]),
-        ("./sandbox", ["a"], [],
+        ("./sandbox", [("test", "a")], [],
          ["nix", "--extra-experimental-features", "nix-command flakes", "develop", "./sandbox",
           "--command", "cargo", "test", "--no-run", "--message-format=json", "-p", "sandbox",
           "--test", "a"]),
     ],
 )
-def test_build_argv(develop: str | None, binaries: list[str], features: list[str],
+def test_build_argv(develop: str | None, binaries: list[tuple[str, str]], features: list[str],
                     expected: list[str]) -> None:
     cargo = Cargo(develop=develop, nix=Nix())
     assert cargo.build_argv("sandbox", binaries, features) == expected
@@ -52,21 +53,26 @@ def test_build_argv(develop: str | None, binaries: list[str], features: list[str
 
 def test_build_argv_outside_the_workspace_uses_the_manifest_and_bin_unit_tests() -> None:
     cargo = Cargo(cwd=Path("/w"))
-    argv = cargo.build_argv("dioxus-desktop", ["dioxus-desktop", "lib"], [],
-                            manifest="/w/dioxus-desktop/Cargo.toml", bins=["dioxus-desktop"])
+    argv = cargo.build_argv("dioxus-desktop", [("bin", "dioxus-desktop"), ("lib", "lib")], [],
+                            manifest="/w/dioxus-desktop/Cargo.toml")
     assert argv == ["cargo", "test", "--no-run", "--message-format=json",
                     "--manifest-path", "dioxus-desktop/Cargo.toml", "-p", "dioxus-desktop",
                     "--bin", "dioxus-desktop", "--lib"]
     # Outside cwd the path stays absolute: `../..` in the evidence would mean nothing.
-    assert cargo.build_argv("x", ["lib"], [], manifest="/elsewhere/x/Cargo.toml")[4:6] == [
+    assert cargo.build_argv("x", [("lib", "lib")], [], manifest="/elsewhere/x/Cargo.toml")[4:6] == [
         "--manifest-path", "/elsewhere/x/Cargo.toml"]
 
 
-def test_run_argv_lists_names_only_for_a_subset() -> None:
-    assert run_argv("/b", ["x"], everything=True, threads=None) == [
-        "/b", "--show-output", "--color", "never", "--format", "pretty"]
-    assert run_argv("/b", ["x", "m::y"], everything=False, threads=1)[-5:] == [
-        "--test-threads", "1", "--exact", "x", "m::y"]
+def test_run_args_list_names_only_for_a_subset() -> None:
+    assert run_args(["x"], everything=True, threads=None, ignored="skip", logfile=None) == [
+        "--show-output", "--color", "never", "--format", "pretty"]
+    assert run_args(["x", "m::y"], everything=False, threads=1, ignored="skip",
+                    logfile="/l")[-7:] == ["--logfile", "/l", "--test-threads", "1", "--exact",
+                                           "x", "m::y"]
+    assert run_args(["x"], everything=True, threads=None, ignored="include", logfile=None
+                    )[-1] == "--include-ignored"
+    assert run_args(["x"], everything=True, threads=None, ignored="only", logfile=None
+                    )[-1] == "--ignored"
 
 
 @pytest.mark.parametrize(
@@ -96,9 +102,10 @@ def test_metadata_keeps_members_test_targets_and_lib() -> None:
     }
     ws = parse_metadata(data)
     assert list(ws.packages) == ["sandbox"]
-    # The bin target's unit tests come last; an integration test of the same name wins.
-    assert ws.packages["sandbox"].binaries() == ("lib", "desktop_api_test", "sandbox")
-    assert ws.packages["sandbox"].bins(["lib", "desktop_api_test", "sandbox"]) == ("sandbox",)
+    # The bin target's unit tests come last.
+    assert ws.packages["sandbox"].binaries() == ("lib", "doc", "desktop_api_test", "sandbox")
+    assert ws.packages["sandbox"].kinds_named("sandbox") == ("bin",)
+    assert ws.packages["sandbox"].kinds_named("lib") == ("lib",)
     assert ws.packages["sandbox"].manifest_dir == Path("/w/sandbox")
 
 
@@ -110,7 +117,7 @@ def _message(reason: str, kind: str, name: str, **extra: object) -> dict[str, ob
 def test_cargo_json_is_attributed_per_binary() -> None:
     build = Build(command="cargo test ...")
     shared: list[str] = []
-    wanted = {"good", "bad"}
+    wanted = {("test", "good"), ("test", "bad")}
     for message in [
         _message("compiler-artifact", "test", "good", profile={"test": True}, executable="/t/good-1"),
         _message("compiler-message", "test", "bad",
@@ -121,8 +128,8 @@ def test_cargo_json_is_attributed_per_binary() -> None:
                  message={"level": "error", "rendered": "error: in the library\n"}),
     ]:
         _absorb(json.loads(json.dumps(message)), "faults", wanted, build, shared)
-    assert build.executables == {"good": "/t/good-1"}
-    assert build.errors == {"bad": "error[E0308]: mismatched types"}
+    assert build.executables == {("test", "good"): "/t/good-1"}
+    assert build.errors == {("test", "bad"): "error[E0308]: mismatched types"}
     assert shared == ["error: in the library"]
 
 
@@ -180,9 +187,9 @@ class FakeCargo(Cargo):
         sandbox = Package("sandbox", "0.1.0", Path("/w/sandbox"), ("a", "b"), True)
         return Workspace(Path("/w"), Path("/w/target"), {"sandbox": sandbox})
 
-    def build(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
-              manifest: str | None = None, bins: Sequence[str] = ()) -> Build:
-        self.calls.append(("build", crate, tuple(binaries), manifest))
+    def build(self, crate: str, binaries: Sequence[tuple[str, str]], features: Sequence[str], *,
+              manifest: str | None = None) -> Build:
+        self.calls.append(("build", crate, tuple(name for _, name in binaries), manifest))
         return Build(command="cargo test ...")
 
 
@@ -193,7 +200,7 @@ def test_discovery_asks_metadata_once_per_manifest_and_keeps_failures_apart() ->
               rustplan.Wanted("sandbox", "b", (), None, "o"),
               rustplan.Wanted("dioxus-desktop", "dioxus-desktop", (), None, "o", desktop)]
     cargo = FakeCargo()
-    plans = rustplan.discover(wanted, cargo)
+    plans = discover(wanted, cargo)
     assert cargo.calls == [("metadata", None), ("metadata", desktop),
                            ("build", "sandbox", ("a", "b"), None)]
     problems = [plan.problem.message if plan.problem else "" for plan in plans]
@@ -204,7 +211,8 @@ def test_discovery_asks_metadata_once_per_manifest_and_keeps_failures_apart() ->
 def test_plans_survive_the_json_shared_between_workers() -> None:
     plan = rustplan.BinaryPlan("c", "b", ("f",), "o", "b", requested=("t",), listed=("t", "u"),
                                problem=rustplan.Problem("m", "d", harness=True),
-                               manifest="/w/c/Cargo.toml", kind="bin")
+                               manifest="/w/c/Cargo.toml", kind="bin", named=("t",),
+                               env_set={"CARGO": "/c"}, env_unset=("X",))
     assert rustplan.from_json(rustplan.to_json([plan])) == [plan]
 
 

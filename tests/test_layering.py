@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("adapters", ("choirci.nix.adapter", "choirci.nix.formats", "choirci.nix.hashes",
                   "choirci.nix.lock",
                   "choirci.nix.build", "choirci.rust.cargo", "choirci.rust.libtest",
-                  "choirci.rust.plan", "choirci.rust.run", "choirci.rust.discover", "choirci.hosts.probe",
+                  "choirci.rust.plan", "choirci.rust.run", "choirci.rust.discover", "choirci.rust.claims", "choirci.hosts.probe",
                   "choirci.hosts.promoted", "choirci.hosts.connect", "choirci.release.manifest",
                   "choirci.release.compare", "choirci.release.verify", "choirci.release.git",
                   "choirci.evidence.workspace")),

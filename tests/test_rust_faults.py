@@ -135,12 +135,12 @@ def test_compile_error_fails_its_items_with_the_compiler_message(grind) -> None:
         "{crate: faults, test: gated_test}",
     )
     reprec, got = grind(config)
-    whole = got["rust::faults::compile_error_test[default]"]
+    whole = got["rust::faults::compile_error_test+default"]
     assert whole.outcome == "failed"
-    assert whole.text.startswith("faults::compile_error_test[default] does not compile")
+    assert whole.text.startswith("faults::compile_error_test+default does not compile")
     assert "expected `u32`, found `&str`" in whole.text
     assert "compile_error_test.rs:4" in whole.text and "Traceback" not in whole.text
-    named = got["rust::faults::compile_error_test[extra]::never_built"]
+    named = got["rust::faults::compile_error_test+extra::never_built"]
     assert named.outcome == "failed" and "expected `u32`" in named.text
     # The same cargo call grouped gated_test with compile_error_test: it still runs.
     assert got["rust::faults::gated_test::placeholder"].outcome == "passed"
@@ -153,13 +153,13 @@ def test_features_are_recorded_and_change_what_runs(grind) -> None:  # type: ign
     config = targets("{crate: faults, test: gated_test}",
                      "{crate: faults, test: gated_test, features: [extra]}")
     _, got = grind(config)
-    placeholder = got["rust::faults::gated_test[default]::placeholder"]
-    real = got["rust::faults::gated_test[extra]::gated_real"]
+    placeholder = got["rust::faults::gated_test+default::placeholder"]
+    real = got["rust::faults::gated_test+extra::gated_real"]
     assert placeholder.outcome == real.outcome == "passed"
     assert placeholder.properties["rust.features"] == "(none)"
     assert real.properties["rust.features"] == "extra"
     assert "--features extra" in real.properties["rust.build_command"]
-    assert placeholder.properties["classname"] == "faults.gated_test[default]"
+    assert placeholder.properties["classname"] == "faults.gated_test+default"
     assert "skipped: enable feature" in placeholder.sections["Captured rust test output call"]
 
 

@@ -15,6 +15,34 @@ if TYPE_CHECKING:
     from choirci.config.reader import Reader as _Reader
 
 
+# What a target's `kind:` may say, as cargo names the targets (`cargo test --lib`, `--bin`,
+# `--test`, `--doc`, `--example`, `--bench`).
+KINDS = ("lib", "bin", "test", "doc", "example", "bench")
+RUN_MODES = ("per-binary", "per-test")
+IGNORED_MODES = ("skip", "include", "only")  # libtest: (default), --include-ignored, --ignored
+
+
+def natural_kind(name: str) -> str:
+    """What a bare name reads as in a node id: ``lib`` and ``doc`` are those kinds."""
+    return name if name in ("lib", "doc") else "test"
+
+
+def segment_of(kind: str | None, name: str) -> str:
+    """The node-id part of a binary: its name, ``KIND:NAME`` when the kind is not what the
+    bare name reads as (``test:lib`` is tests/lib.rs, ``lib`` is ``--lib``)."""
+    if kind is None or kind == natural_kind(name) or (kind in ("lib", "doc") and name == kind):
+        return name
+    return f"{kind}:{name}"
+
+
+def split_segment(value: str) -> tuple[str | None, str]:
+    """``KIND:NAME`` -> (kind, name); a bare name -> (None, name)."""
+    kind, sep, name = value.partition(":")
+    if sep and kind in KINDS and name:
+        return kind, name
+    return None, value
+
+
 @dataclass(frozen=True)
 class RustTarget:
     crate: str
@@ -24,10 +52,11 @@ class RustTarget:
     # A crate outside the root workspace (like dioxus-desktop, with its own Cargo.lock):
     # its Cargo.toml, and cargo then runs with --manifest-path. None: the root workspace.
     manifest: Path | None = None
+    kind: str | None = None  # None: resolved from the name (an ambiguous name is an error)
 
     @property
     def id(self) -> str:
-        return f"{self.crate}::{self.test}"
+        return f"{self.crate}::{segment_of(self.kind, self.test)}"
 
 
 @dataclass(frozen=True)
@@ -38,10 +67,13 @@ class RustSettings:
     targets: tuple[RustTarget, ...] = ()
     build_timeout: float = 3600.0  # per cargo invocation (compile + metadata)
     test_threads: int | None = None  # libtest --test-threads; 1 pinpoints a crashing test
+    run: str = "per-binary"  # per-binary: one process per binary; per-test: one per test
+    ignored: str = "skip"  # skip | include (--include-ignored) | only (--ignored)
 
 
 def parse(r: _Reader, value: Any, root: Path) -> RustSettings:
-    keys = ("cargo", "develop", "timeout", "build_timeout", "test_threads", "targets")
+    keys = ("cargo", "develop", "timeout", "build_timeout", "test_threads", "run", "ignored",
+            "targets")
     table = r.mapping(value, "rust", keys)
     raw_targets = table.get("targets") or []
     if not isinstance(raw_targets, list):
@@ -56,17 +88,39 @@ def parse(r: _Reader, value: Any, root: Path) -> RustSettings:
         targets=tuple(targets),
         build_timeout=r.number(table.get("build_timeout"), "rust.build_timeout", 3600.0),
         test_threads=_threads(r, table.get("test_threads")),
+        run=_choice(r, table.get("run"), "rust.run", RUN_MODES),
+        ignored=_choice(r, table.get("ignored"), "rust.ignored", IGNORED_MODES),
     )
 
 
+def _choice(r: _Reader, value: Any, path: str, choices: tuple[str, ...]) -> str:
+    if value is None:
+        return choices[0]
+    if not isinstance(value, str) or value not in choices:
+        raise r.fail(path, f"expected one of {', '.join(choices)}, got {_describe(value)}")
+    return value
+
+
 def _rust_target(r: _Reader, spec: Any, path: str, root: Path) -> RustTarget:
-    spec = r.mapping(spec, path, ("crate", "test", "tests", "features", "manifest"))
-    for key in ("crate", "test"):
-        if key not in spec:
-            raise r.fail(path, f"missing '{key}:'; a target needs crate and test binary")
+    spec = r.mapping(spec, path, ("crate", "test", "kind", "tests", "features", "manifest"))
+    kind = None
+    if spec.get("kind") is not None:
+        kind = _choice(r, spec["kind"], f"{path}.kind", KINDS)
+    if "crate" not in spec:
+        raise r.fail(path, "missing 'crate:'; a target needs crate and test binary")
+    if "test" not in spec and kind in ("lib", "doc"):
+        spec = {**spec, "test": kind}
+    if "test" not in spec:
+        raise r.fail(path, "missing 'test:'; a target needs crate and test binary "
+                           "(or kind: lib / kind: doc)")
+    test = r.name(r.string(spec["test"], f"{path}.test"), f"{path}.test")
+    if kind in ("lib", "doc") and test != kind:
+        raise r.fail(f"{path}.test", f"kind: {kind} selects the crate's {kind} tests; "
+                                     f"write 'test: {kind}' or leave test: out, got {test!r}")
     return RustTarget(
         crate=r.name(r.string(spec["crate"], f"{path}.crate"), f"{path}.crate"),
-        test=r.name(r.string(spec["test"], f"{path}.test"), f"{path}.test"),
+        test=test,
+        kind=kind,
         tests=r.strings(spec.get("tests"), f"{path}.tests"),
         features=r.strings(spec.get("features"), f"{path}.features"),
         manifest=_manifest(r, spec.get("manifest"), f"{path}.manifest", root),

@@ -1,12 +1,21 @@
 """The ``rust`` area: one pytest item per libtest test, ``rust::<crate>::<binary>::<test>``.
 
-Collection compiles and lists every wanted binary once (:mod:`choirci.rust.plan`); under
-pytest-xdist the first worker does it and the others read the same plans from a file keyed
-by the run's ``testrunuid``, so every worker collects the identical items. The first item of
-a binary to run starts the binary once with all of its selected tests (those left after
-``-k``/``-m``); every item then reports its own verdict from that shared run
-(:mod:`choirci.rust.run`). Items carry ``xdist_group`` per binary: with ``--dist loadgroup``
-(or ``loadscope``) a binary's tests stay on one worker and the binary runs once.
+Collection compiles and lists every wanted binary once (:mod:`choirci.rust.discover`);
+under pytest-xdist the first worker does it and the others read the same plans from a file
+keyed by the run's ``testrunuid``, so every worker collects the identical items.
+
+Every test executes exactly once per session (:mod:`choirci.rust.run`):
+
+* ``rust.run: per-binary`` (default): the first item of a binary to run starts the binary
+  once with the tests of that binary this process still has to run: all the remaining ones
+  of the session, or, on an xdist worker, those in the worker's own queue (xdist gives
+  each item to one worker). Workers claim what they run (:mod:`choirci.rust.claims`), so
+  an item ``--dist worksteal`` moves after its batch ran is read, not run again.
+* ``rust.run: per-test``: one process per test (exact time; a crash or hang is the test's).
+* doc tests: one ``cargo test --doc`` per crate (rustdoc cannot be given a doc test's
+  name exactly); under xdist the first worker runs it and the others read its result.
+
+Each item's duration is its own test's (a hookwrapper replaces the call duration).
 
 A target that cannot run (unknown crate or binary, compile error, zero tests, a requested
 test name that does not exist) is a failing item, never a collection error and never absent.
@@ -15,26 +24,29 @@ test name that does not exist) is a failing item, never a collection error and n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from choirci import settings as settings_mod
-from choirci.errors import ChoirciError
+from choirci.errors import ChoirciError, ConfigError
 from choirci.items import AreaCollector, ChoirciItem, ItemFailed, announcer
 from choirci.nix.adapter import Nix
+from choirci.rust import cargo as cargo_mod
 from choirci.rust.cargo import Cargo
-from choirci.rust.plan import (
-    BinaryPlan,
-    Problem,
-    cache_key,
-    cached,
-    discover,
-    nearest,
-    wanted_targets,
+from choirci.rust.claims import run_claimed
+from choirci.rust.discover import discover
+from choirci.rust.plan import BinaryPlan, Problem, cache_key, cached, nearest, wanted_targets
+from choirci.rust.run import (
+    FAILED,
+    SKIPPED,
+    BinaryRun,
+    Verdict,
+    run_binary,
+    run_from_json,
+    run_to_json,
 )
-from choirci.rust.run import FAILED, SKIPPED, BinaryRun, Verdict, run_binary
 from choirci.settings import Settings
 
 AREA = "rust"
@@ -53,9 +65,17 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
     cfg = settings.config
     cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
                   timeout=rust.build_timeout, progress=announcer(session.config))
-    plans = _shared_discovery(session.config, lambda: discover(wanted, cargo),
-                              key=(str(cfg.root), rust, wanted))
-    return RustArea.from_parent(session, name=AREA, nodeid=AREA, plans=plans)
+    ignored = settings.rust_ignored or rust.ignored
+    try:
+        plans = _shared_discovery(session.config, lambda: discover(wanted, cargo, ignored),
+                                  key=(str(cfg.root), rust, wanted, ignored))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not session.config.pluginmanager.has_plugin(DURATIONS):
+        session.config.pluginmanager.register(_Durations(), DURATIONS)
+    return RustArea.from_parent(session, name=AREA, nodeid=AREA, plans=plans,
+                                runner=_Runner(cargo, rust.timeout, rust.test_threads, ignored,
+                                               rust.run))
 
 
 def _shared_discovery(
@@ -71,15 +91,42 @@ def _shared_discovery(
     return cached(directory / f"discovery-{name}.json", compute)
 
 
+DURATIONS = "choirci-rust-durations"
+
+
+class _Durations:
+    """Each Rust item's call duration is its own test's, not the batch's it started."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        measured = getattr(item, "measured", None)
+        if report.when == "call" and measured is not None:
+            report.duration = measured
+        return report
+
+
+@dataclass(frozen=True)
+class _Runner:
+    cargo: Cargo
+    timeout: float
+    threads: int | None
+    ignored: str
+    mode: str  # per-binary | per-test
+
+
 class RustArea(AreaCollector):
-    def __init__(self, *, plans: list[BinaryPlan], **kwargs: object) -> None:
+    def __init__(self, *, plans: list[BinaryPlan], runner: _Runner, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.plans = plans
+        self.runner = runner
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         for plan in self.plans:
             if plan.problem is None:
-                yield RustBinary.from_parent(self, name=plan.target, plan=plan)
+                yield RustBinary.from_parent(self, name=plan.target, plan=plan,
+                                             runner=self.runner)
                 continue
             # No binary to ask: one failing item per explicitly requested test, else one
             # for the whole target, so a gate naming the test still sees it fail.
@@ -91,16 +138,17 @@ class RustArea(AreaCollector):
 
 
 class RustBinary(pytest.Collector):
-    def __init__(self, *, plan: BinaryPlan, **kwargs: object) -> None:
+    def __init__(self, *, plan: BinaryPlan, runner: _Runner, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.plan = plan
-        self._run: BinaryRun | None = None
+        self.runner = runner
+        self._runs: dict[str, BinaryRun] = {}  # test -> the run that executed it
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.config.rootpath, None, self.nodeid
 
     def collect(self) -> Iterator[pytest.Item]:
-        for name in self.plan.selected():
+        for name in self.plan.selected(only_ignored=self.runner.ignored == "only"):
             yield RustTest.from_parent(self, name=name, plan=self.plan)
         for name in self.plan.missing():
             message = (f"{self.plan.origin}: no test named {name!r} in {self.plan.target} "
@@ -109,14 +157,80 @@ class RustBinary(pytest.Collector):
             yield RustProblem.from_parent(self, name=name, plan=self.plan,
                                           problem=Problem(message), test=name)
 
-    def outcome(self) -> BinaryRun:
-        """Run the binary once with every selected test of it still in the session."""
-        if self._run is None:
-            names = [item.name for item in self.session.items
-                     if isinstance(item, RustTest) and item.parent is self]
-            rust = self.config.stash[settings_mod.SETTINGS].config.rust
-            self._run = run_binary(self.plan, names, rust.timeout, rust.test_threads)
-        return self._run
+    def outcome(self, item: RustTest) -> BinaryRun:
+        """The run that executed ``item``'s test, starting it (with its batch) if needed."""
+        if item.name not in self._runs:
+            self._execute(self._batch(item))
+        return self._runs[item.name]
+
+    def _execute(self, batch: list[str]) -> None:
+        r = self.runner
+
+        def compute(names: list[str]) -> BinaryRun:
+            return run_binary(self.plan, names, r.timeout, r.threads, r.ignored, r.cargo)
+
+        workerinput = getattr(self.config, "workerinput", None)
+        cache = getattr(self.config, "cache", None)
+        if workerinput is None or cache is None or "testrunuid" not in workerinput:
+            run = compute(batch)
+            self._runs.update(dict.fromkeys(batch, run))
+            return
+        # xdist: tests another worker already ran (a doc test batch, a stolen item) are
+        # read from its run, never run twice.
+        directory = Path(cache.mkdir("choirci-rust"))
+        key = cache_key(workerinput["testrunuid"], self.plan.target)
+        own, others = run_claimed(directory, key, batch, compute, run_to_json, run_from_json)
+        if own is not None:
+            self._runs.update(dict.fromkeys([n for n in batch if n not in others], own))
+        for name, theirs in others.items():
+            self._runs[name] = theirs if theirs is not None else _lost(name)
+
+    def _mine(self) -> list[RustTest]:
+        return [i for i in self.session.items if isinstance(i, RustTest) and i.parent is self]
+
+    def _batch(self, item: RustTest) -> list[str]:
+        """The tests to run with ``item``'s, each of them exactly once per session."""
+        if self.plan.kind == cargo_mod.DOC:
+            return [i.name for i in self._mine()]  # identical on every worker
+        if self.runner.mode == "per-test":
+            return [item.name]
+        queued = _queued(self.session)
+        if queued is None:
+            candidates = self._mine()
+        elif isinstance(queued, bool):
+            return [item.name]
+        else:
+            candidates = [i for i in queued if isinstance(i, RustTest) and i.parent is self]
+        names = [item.name] + [i.name for i in candidates
+                               if i.name != item.name and i.name not in self._runs]
+        return list(dict.fromkeys(names))
+
+
+def _lost(name: str) -> BinaryRun:
+    message = (f"{name}: the xdist worker that ran this test died before reporting it "
+               "(see that worker's crash above); counted as a failure, never a pass")
+    return BinaryRun((), "unknown", 0.0, {name: Verdict(FAILED, message)})
+
+
+def _queued(session: pytest.Session) -> list[pytest.Item] | None | bool:
+    """Items this xdist worker still has to run (None: not a worker, so the session's items;
+    False: a worker whose queue cannot be read, so every item runs on its own)."""
+    if not hasattr(session.config, "workerinput"):
+        return None
+    for plugin in session.config.pluginmanager.get_plugins():
+        torun = getattr(plugin, "torun", None)
+        if torun is None or not hasattr(torun, "lock") or not hasattr(plugin, "nextitem_index"):
+            continue
+        try:
+            with torun.lock() as queue:
+                indexes = [i for i in queue if isinstance(i, int)]
+        except Exception:  # noqa: BLE001 - xdist internals changed: run items one by one
+            return False
+        following = plugin.nextitem_index
+        if isinstance(following, int):
+            indexes.insert(0, following)
+        return [session.items[i] for i in indexes if 0 <= i < len(session.items)]
+    return False
 
 
 class _RustItem(ChoirciItem):
@@ -124,12 +238,16 @@ class _RustItem(ChoirciItem):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.plan = plan
         self.add_marker(pytest.mark.rust)
-        self.add_marker(pytest.mark.xdist_group(f"choirci-rust-{plan.target}"))
         # The evidence writer prefers these over what it derives from the node id, which
         # would split a test name such as `inner::nested` at its `::`.
         self.record("classname", f"{plan.crate}.{plan.segment}")
         self.record("name", test or self.name)
         self.record("rust.features", plan.features_label)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        # Not the bare node id: where the node id ends with the domain, pytest's verbose
+        # lines turn the domain's dots into `::` (`src/lib::rs - add (line 5)`).
+        return self.config.rootpath, None, f"{self.nodeid} "
 
     def _provenance(self) -> None:
         if self.plan.executable:
@@ -139,13 +257,17 @@ class _RustItem(ChoirciItem):
 
 
 class RustTest(_RustItem):
+    measured: float | None = None  # this test's own duration (see _Durations)
+
     def runtest(self) -> None:
-        run = self.parent.outcome() if isinstance(self.parent, RustBinary) else None
-        assert run is not None
+        assert isinstance(self.parent, RustBinary)
+        run = self.parent.outcome(self)
         verdict = run.verdicts.get(self.name) or Verdict(FAILED, f"{self.name}: not run")
+        self.measured = run.durations.get(self.name, 0.0)
         self._provenance()
         self.record("rust.command", run.command)
         self.record("rust.exit", run.exit)
+        self.record("rust.env", self.plan.env_source)
         if verdict.output:
             self.add_report_section("call", "rust test output", verdict.output)
         if verdict.status == SKIPPED:

@@ -6,9 +6,13 @@ directly). Test binaries are compiled with ``cargo test --no-run --message-forma
 once per (crate, feature set) for all of its wanted binaries, and the executables are read
 from the ``compiler-artifact`` messages. A crate outside the root workspace is reached with
 ``--manifest-path`` (cargo then uses that workspace's lockfile and target directory). A
-binary is ``lib`` (``--lib``), an integration test (``--test NAME``) or the unit tests of a
-``[[bin]]`` target (``--bin NAME``); integration tests win when names collide. Never
-imports pytest.
+binary is a *selector* ``(kind, name)``: ``("lib", "lib")`` (``--lib``), an integration
+test (``--test NAME``), the unit tests of a ``[[bin]]`` (``--bin NAME``), an example or bench
+built as a test (``--example``/``--bench NAME``); the crate's doc tests run through
+``cargo test --doc`` itself. The run environment of a test binary is asked from cargo: one
+``cargo test`` call with a runner that records the environment and working directory cargo
+gives each binary (:func:`Cargo.capture_env`), so choirci runs the binary exactly as cargo
+would. Never imports pytest.
 
 ``cargo test`` output on stdout is JSON lines (``--message-format=json``)::
 
@@ -26,6 +30,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +45,20 @@ from choirci.proc import CommandResult, LineCallback
 from choirci.rust import libtest
 
 LIB = "lib"  # `test: lib` in choirci.yaml: the crate's unit tests (cargo test --lib)
+DOC = "doc"  # `kind: doc`: the crate's doc tests (cargo test --doc)
 LIST_TIMEOUT = 120.0
-# Variables that would change libtest's output format behind our back.
-FORMAT_ENV = ("RUST_TEST_NOCAPTURE", "RUST_TEST_SHOW_OUTPUT", "RUST_TEST_TIME_UNIT")
+# Variables that would change libtest's output format behind our back, and pytest's own
+# per-test marker: the intended differences from `cargo test`'s environment (README).
+FORMAT_ENV = ("RUST_TEST_NOCAPTURE", "RUST_TEST_SHOW_OUTPUT", "RUST_TEST_TIME_UNIT",
+              "RUST_TEST_FORMAT", "PYTEST_CURRENT_TEST")
+Selector = tuple[str, str]  # (kind, name): ("lib", "lib"), ("test", "a"), ("bin", "b"), ...
+FLAGS = {"lib": "--lib", "bin": "--bin", "test": "--test", "example": "--example",
+         "bench": "--bench"}
+# Records what cargo gives a test binary: cargo runs `RUNNER... <binary> <args>` as the test.
+_DUMP = """import json, os, sys
+with open(sys.argv[1], "a") as out:
+    out.write(json.dumps({"exe": sys.argv[2], "cwd": os.getcwd(), "env": dict(os.environ)}) + "\\n")
+"""
 
 
 class CargoError(ChoirciError):
@@ -56,14 +73,24 @@ class Package:
     test_targets: tuple[str, ...]
     has_lib: bool
     bin_targets: tuple[str, ...] = ()  # their unit tests: `cargo test --bin NAME`
+    example_targets: tuple[str, ...] = ()
+    bench_targets: tuple[str, ...] = ()
+
+    def of_kind(self, kind: str) -> tuple[str, ...]:
+        """The names of this package's targets of ``kind`` (lib/doc: ``lib``/``doc``)."""
+        if kind in (LIB, DOC):
+            return (kind,) if self.has_lib else ()
+        return {"test": self.test_targets, "bin": self.bin_targets,
+                "example": self.example_targets, "bench": self.bench_targets}.get(kind, ())
+
+    def kinds_named(self, name: str) -> tuple[str, ...]:
+        """What a bare name can mean: lib/doc by their names, tests and bins by theirs
+        (examples and benches only with an explicit kind)."""
+        return tuple(kind for kind in ("lib", "doc", "test", "bin") if name in self.of_kind(kind))
 
     def binaries(self) -> tuple[str, ...]:
         bins = tuple(name for name in self.bin_targets if name not in self.test_targets)
-        return ((LIB,) if self.has_lib else ()) + self.test_targets + bins
-
-    def bins(self, binaries: Sequence[str]) -> tuple[str, ...]:
-        """Which of ``binaries`` are the unit tests of a bin target (built with ``--bin``)."""
-        return tuple(b for b in binaries if b in self.bin_targets and b not in self.test_targets)
+        return ((LIB, DOC) if self.has_lib else ()) + self.test_targets + bins
 
 
 @dataclass(frozen=True)
@@ -73,17 +100,38 @@ class Workspace:
     packages: Mapping[str, Package]
 
 
+@dataclass(frozen=True)
+class RunEnv:
+    """How cargo runs one test binary: variables it sets or changes, ones it removes, cwd."""
+
+    set: dict[str, str]
+    unset: tuple[str, ...]
+    cwd: str
+
+    def apply(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = clean_env(base)
+        env.update(self.set)
+        for key in self.unset:
+            env.pop(key, None)
+        return env
+
+
+def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment minus what would change libtest's output format or is pytest's."""
+    return {k: v for k, v in (os.environ if base is None else base).items() if k not in FORMAT_ENV}
+
+
 @dataclass
 class Build:
     """One ``cargo test --no-run`` call: the executables it made and what failed."""
 
     command: str
-    executables: dict[str, str] = field(default_factory=dict)  # binary -> path
-    errors: dict[str, str] = field(default_factory=dict)  # binary -> rendered compiler errors
+    executables: dict[Selector, str] = field(default_factory=dict)  # selector -> path
+    errors: dict[Selector, str] = field(default_factory=dict)  # selector -> compiler errors
     shared_errors: str = ""  # errors in the library or a dependency: every binary is affected
     result: CommandResult | None = None
 
-    def failure(self, binary: str) -> str:
+    def failure(self, binary: Selector) -> str:
         """The compiler's message for a binary that got no executable."""
         if binary in self.errors:
             return self.errors[binary]
@@ -139,47 +187,86 @@ class Cargo:
 
     # ----------------------------------------------------------------- compiling
 
-    def build_argv(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
-                   manifest: str | None = None, bins: Sequence[str] = ()) -> list[str]:
-        args = ["test", "--no-run", "--message-format=json", *self._manifest(manifest), "-p", crate]
-        for binary in binaries:
-            if binary == LIB:
-                args += ["--lib"]
-            else:
-                args += ["--bin" if binary in bins else "--test", binary]
+    def _selection(self, crate: str, selectors: Sequence[Selector], features: Sequence[str],
+                   manifest: str | None) -> list[str]:
+        args = [*self._manifest(manifest), "-p", crate]
+        for kind, name in selectors:
+            args += [FLAGS[kind]] if kind == LIB else [FLAGS[kind], name]
         if features:
             args += ["--features", ",".join(features)]
-        return self.argv(*args)
+        return args
 
-    def build(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
-              manifest: str | None = None, bins: Sequence[str] = ()) -> Build:
-        """Compile ``binaries`` of ``crate`` with ``features``; a failed compile is a result.
+    def build_argv(self, crate: str, selectors: Sequence[Selector], features: Sequence[str], *,
+                   manifest: str | None = None) -> list[str]:
+        return self.argv("test", "--no-run", "--message-format=json",
+                         *self._selection(crate, selectors, features, manifest))
 
-        ``bins`` names those of ``binaries`` that are a bin target's unit tests."""
-        build = self._build_once(crate, binaries, features, manifest=manifest, bins=bins)
-        if (build.result is not None and build.result.ok) or len(binaries) == 1:
+    def build(self, crate: str, selectors: Sequence[Selector], features: Sequence[str], *,
+              manifest: str | None = None) -> Build:
+        """Compile ``selectors`` of ``crate`` with ``features``; a failed compile is a result."""
+        build = self._build_once(crate, selectors, features, manifest=manifest)
+        if (build.result is not None and build.result.ok) or len(selectors) == 1:
             return build
         # cargo stops scheduling after the first error, so a grouped call cannot say which of
         # the other binaries compile: ask for each one on its own (built ones are no-ops).
         merged = Build(command=build.command, result=build.result)
-        for binary in binaries:
-            alone = self._build_once(crate, [binary], features, manifest=manifest, bins=bins)
-            if binary in alone.executables:
-                merged.executables[binary] = alone.executables[binary]
+        for selector in selectors:
+            alone = self._build_once(crate, [selector], features, manifest=manifest)
+            if selector in alone.executables:
+                merged.executables[selector] = alone.executables[selector]
             else:
-                merged.errors[binary] = alone.failure(binary)
+                merged.errors[selector] = alone.failure(selector)
         return merged
 
-    def _build_once(self, crate: str, binaries: Sequence[str], features: Sequence[str], *,
-                    manifest: str | None, bins: Sequence[str]) -> Build:
-        argv = self.build_argv(crate, binaries, features, manifest=manifest, bins=bins)
+    def _build_once(self, crate: str, selectors: Sequence[Selector], features: Sequence[str], *,
+                    manifest: str | None) -> Build:
+        argv = self.build_argv(crate, selectors, features, manifest=manifest)
         result = self.run(argv, _compile_progress(self.progress))
         build = Build(command=shlex.join(argv), result=result)
         shared: list[str] = []
         for message in _json_lines(result.stdout):
-            _absorb(message, crate, set(binaries), build, shared)
+            _absorb(message, crate, set(selectors), build, shared)
         build.shared_errors = "\n".join(dict.fromkeys(shared))
         return build
+
+    # ----------------------------------------------------------------- environment
+
+    def capture_env(self, crate: str, selectors: Sequence[Selector], features: Sequence[str], *,
+                    manifest: str | None = None) -> dict[str, RunEnv]:
+        """What ``cargo test`` gives each built test binary: its environment and working
+        directory, recorded by a runner that cargo starts instead of the binary (keyed by
+        the executable's path). A binary cargo did not hand to the runner (the user's own
+        runner wins over ours) is missing from the result."""
+        base = clean_env()
+        with tempfile.TemporaryDirectory(prefix="choirci-env-") as tmp:
+            script, out = Path(tmp) / "dump.py", Path(tmp) / "env.jsonl"
+            script.write_text(_DUMP)
+            runner = json.dumps([sys.executable, str(script), str(out)])
+            argv = self.argv("test", *self._selection(crate, selectors, features, manifest),
+                             "--config", f"target.'cfg(all())'.runner={runner}")
+            result = proc.run(argv, cwd=self.cwd, env=base, timeout=self.timeout,
+                              max_output=1 << 20)
+            if not result.ok:
+                raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
+                                 f"{libtest.one_line(_last_lines(result.stderr))}")
+            found = {}
+            lines = out.read_text().splitlines() if out.exists() else []
+            for line in lines:
+                data = json.loads(line)
+                env = data["env"]
+                found[data["exe"]] = RunEnv(
+                    set={k: v for k, v in env.items() if base.get(k) != v},
+                    unset=tuple(k for k in base if k not in env),
+                    cwd=data["cwd"],
+                )
+            return found
+
+    def doc_argv(self, crate: str, features: Sequence[str], manifest: str | None,
+                 test_args: Sequence[str]) -> list[str]:
+        """``cargo test --doc``: rustdoc compiles and runs the doc tests (cargo splits test
+        arguments at spaces for rustdoc, so a doc test cannot be named exactly)."""
+        return self.argv("test", "--doc", *self._selection(crate, (), features, manifest),
+                         "--", *test_args)
 
 
 def parse_metadata(data: Mapping[str, Any]) -> Workspace:
@@ -196,6 +283,8 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
             test_targets=tuple(t["name"] for t in targets if "test" in t.get("kind", ())),
             has_lib=any(_is_lib(t.get("kind", ())) for t in targets),
             bin_targets=tuple(t["name"] for t in targets if "bin" in t.get("kind", ())),
+            example_targets=tuple(t["name"] for t in targets if "example" in t.get("kind", ())),
+            bench_targets=tuple(t["name"] for t in targets if "bench" in t.get("kind", ())),
         )
     return Workspace(
         root=Path(data["workspace_root"]),
@@ -218,10 +307,10 @@ def _json_lines(text: str) -> Iterator[dict[str, Any]]:
 
 
 def _absorb(
-    message: dict[str, Any], crate: str, wanted: set[str], build: Build, shared: list[str]
+    message: dict[str, Any], crate: str, wanted: set[Selector], build: Build, shared: list[str]
 ) -> None:
     target = message.get("target") or {}
-    binary = _binary_of(target)
+    binary = _selector_of(target)
     ours = _package_name(message.get("package_id", "")) == crate
     if message.get("reason") == "compiler-artifact" and message.get("executable"):
         if ours and binary in wanted and (message.get("profile") or {}).get("test"):
@@ -231,17 +320,19 @@ def _absorb(
         if diagnostic.get("level") not in ("error", "error: internal compiler error"):
             return
         rendered = diagnostic.get("rendered") or diagnostic.get("message") or ""
-        if ours and binary in wanted and binary != LIB:
+        if ours and binary in wanted and binary[0] != LIB:
             build.errors[binary] = (build.errors.get(binary, "") + rendered).strip("\n")
         else:
             shared.append(rendered.strip("\n"))
 
 
-def _binary_of(target: Mapping[str, Any]) -> str:
+def _selector_of(target: Mapping[str, Any]) -> Selector:
     kinds = target.get("kind", ())
-    if "test" in kinds:
-        return str(target.get("name", ""))
-    return LIB if _is_lib(kinds) else str(target.get("name", ""))
+    name = str(target.get("name", ""))
+    for kind in ("test", "bin", "example", "bench"):
+        if kind in kinds:
+            return kind, name
+    return (LIB, LIB) if _is_lib(kinds) else ("", name)
 
 
 def _package_name(package_id: str) -> str:
@@ -264,41 +355,35 @@ def _last_lines(text: str, count: int = 3) -> str:
 # --------------------------------------------------------------------------- test binaries
 
 
-def test_env(package: Package, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What ``cargo test`` gives a test binary at run time, minus format-changing variables."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in FORMAT_ENV}
-    env.update(
-        CARGO_MANIFEST_DIR=str(package.manifest_dir),
-        CARGO_PKG_NAME=package.name,
-        CARGO_PKG_VERSION=package.version,
-        CARGO_CRATE_NAME=package.name.replace("-", "_"),
-    )
-    return env
+def list_tests(argv: Sequence[str], env: Mapping[str, str], cwd: str, *, ignored: bool = False,
+               doc: bool = False, timeout: float = LIST_TIMEOUT) -> tuple[str, ...]:
+    """The tests (only the ``#[ignore]``d ones with ``ignored``) that ``argv`` (a test
+    binary, or ``cargo test --doc ... --``) lists, in libtest's order."""
+    argv = [*argv, "--list", "--format", "terse", *(["--ignored"] if ignored else [])]
+    result = proc.run(argv, cwd=cwd, env=dict(env), timeout=timeout,
+                      max_output=64 << 20)
+    if not result.ok:
+        raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
+                         f"{libtest.one_line(_last_lines(result.stderr))}")
+    return libtest.parse_list(result.stdout, spaces=doc)
 
 
-def list_tests(executable: str, package: Package) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(all tests, ignored tests) of a test binary, each sorted as libtest lists them."""
-    found = []
-    for extra in ((), ("--ignored",)):
-        argv = [executable, "--list", "--format", "terse", *extra]
-        result = proc.run(argv, cwd=package.manifest_dir, env=test_env(package),
-                          timeout=LIST_TIMEOUT, max_output=64 << 20)
-        if not result.ok:
-            raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
-                             f"{libtest.one_line(_last_lines(result.stderr))}")
-        found.append(libtest.parse_list(result.stdout))
-    return found[0], found[1]
-
-
-def run_argv(
-    executable: str, names: Sequence[str], *, everything: bool, threads: int | None
-) -> list[str]:
-    """One run of a binary: all its tests, or exactly ``names`` (ignored ones are reported
-    as ``ignored, <reason>`` without running, which is how the reason is learnt)."""
-    argv = [executable, "--show-output", "--color", "never", "--format", "pretty"]
+def run_args(names: Sequence[str], *, everything: bool, threads: int | None, ignored: str,
+             logfile: str | None) -> list[str]:
+    """libtest arguments of one run: all tests, or exactly ``names``. ``ignored``: skip
+    (ignored ones are reported as ``ignored, <reason>``, how the reason is learnt), include
+    (``--include-ignored``) or only (``--ignored``). The logfile records each result apart
+    from stdout, where a test's child processes also write."""
+    args = ["--show-output", "--color", "never", "--format", "pretty"]
+    if logfile is not None:
+        args += ["--logfile", logfile]
     if threads is not None:
-        argv += ["--test-threads", str(threads)]
-    return argv if everything else [*argv, "--exact", *names]
+        args += ["--test-threads", str(threads)]
+    if ignored == "include":
+        args += ["--include-ignored"]
+    elif ignored == "only":
+        args += ["--ignored"]
+    return args if everything else [*args, "--exact", *names]
 
 
 def _compile_progress(say: LineCallback | None, every: float = 2.0,

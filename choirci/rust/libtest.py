@@ -56,14 +56,16 @@ PASSED = "passed"
 FAILED = "failed"
 IGNORED = "ignored"
 
+# Names are matched loosely (doc test names hold spaces: `src/lib.rs - add (line 5)`) and
+# believed only when the binary listed them.
 _RESULT = re.compile(
-    r"test (?P<name>\S+?)(?P<sp> - should panic)? \.\.\. "
+    r"test (?P<name>.+?)(?P<sp> - should panic)? \.\.\. "
     r"(?P<status>ok|FAILED|ignored(?:, (?P<reason>.*))?)\s*$"
 )
-_STARTED = re.compile(r"^test (?P<name>\S+?)(?: - should panic)? \.\.\. ")
-_SLOW = re.compile(r"^test (?P<name>\S+) has been running for over \d+ seconds")
+_STARTED = re.compile(r"^test (?P<name>.+?)(?: - should panic)? \.\.\. ")
+_SLOW = re.compile(r"^test (?P<name>.+) has been running for over \d+ seconds")
 _RUNNING = re.compile(r"^running (?P<n>\d+) tests?$")
-_HEADER = re.compile(r"^---- (?P<name>\S+) stdout ----$")
+_HEADER = re.compile(r"^---- (?P<name>.+) stdout ----$")
 _SUMMARY = re.compile(
     r"^test result: (?P<ok>ok|FAILED)\. (?P<passed>\d+) passed; (?P<failed>\d+) failed; "
     r"(?P<ignored>\d+) ignored; (?P<measured>\d+) measured; (?P<filtered>\d+) filtered out"
@@ -107,14 +109,35 @@ class RunReport:
 # --------------------------------------------------------------------------- listing
 
 
-def parse_list(text: str) -> tuple[str, ...]:
-    """Test names (benchmarks dropped) from ``--list --format terse`` output, in order."""
+def parse_list(text: str, spaces: bool = False) -> tuple[str, ...]:
+    """Test names (benchmarks dropped) from ``--list --format terse`` output, in order.
+    ``spaces``: names may hold spaces (doc tests: ``src/lib.rs - add (line 5)``)."""
     names = []
     for line in text.splitlines():
         name, sep, kind = line.rpartition(": ")
-        if sep and kind.strip() == "test" and name and " " not in name:
+        if sep and kind.strip() == "test" and name and (spaces or " " not in name):
             names.append(name)
     return tuple(names)
+
+
+def parse_logfile(text: str, known: Collection[str]) -> dict[str, TestResult]:
+    """Results from libtest's ``--logfile`` (stable): one ``ok NAME``, ``failed NAME``,
+    ``ignored NAME`` or ``ignored: REASON NAME`` line per finished test. The file is written
+    by libtest alone, so nothing a test's child process prints can forge or hide a result."""
+    results: dict[str, TestResult] = {}
+    for line in text.splitlines():
+        status, _, rest = line.partition(" ")
+        if status in ("ok", "failed", "ignored") and rest in known:
+            kind = {"ok": PASSED, "failed": FAILED, "ignored": IGNORED}[status]
+            results.setdefault(rest, TestResult(rest, kind))
+        elif status == "ignored:":
+            # The reason may hold spaces: the name is the longest known suffix.
+            for index, char in enumerate(rest):
+                if char == " " and rest[index + 1:] in known:
+                    name = rest[index + 1:]
+                    results.setdefault(name, TestResult(name, IGNORED, rest[:index].strip() or None))
+                    break
+    return results
 
 
 # --------------------------------------------------------------------------- running
@@ -164,6 +187,12 @@ def _parse_results(
         if result and result["name"] in known and result["name"] not in results:
             results[result["name"]] = _result(result)
     return announced, results, _last_started(lines, known, results), slow
+
+
+def result_line(line: str, known: Collection[str]) -> str | None:
+    """The name of a listed test whose result ``line`` is, else None."""
+    result = _RESULT.search(line)
+    return result["name"] if result and result["name"] in known else None
 
 
 def _result(match: re.Match[str]) -> TestResult:

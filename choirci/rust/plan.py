@@ -1,13 +1,12 @@
 """Which Rust tests run: targets resolved against the workspace into one plan per binary.
 
 The targets come from ``rust.targets`` in choirci.yaml or, when given, from ``--rust-test
-CRATE::BIN[::TEST]`` (features then come from the configured target of that binary, the
-manifest from any configured target of that crate). Each (crate, binary, feature set)
-becomes one :class:`BinaryPlan`: compiled once (one cargo call per manifest, crate and
-feature set; ``cargo metadata`` once per manifest), listed once, and carrying its problem if
-it has one (unknown crate or binary, compile error, zero tests). Plans are plain data so
-that xdist workers can share one discovery through a JSON file (:func:`cached`). Never
-imports pytest.
+CRATE::BIN[::TEST]`` (BIN may be ``KIND:NAME``, e.g. ``test:lib`` for tests/lib.rs; features
+then come from the configured target of that binary, the manifest from any configured target
+of that crate). Each (crate, binary, feature set) becomes one :class:`BinaryPlan`, resolved by
+:mod:`choirci.rust.discover` (compiled and listed once, with the environment cargo gives it,
+and carrying its problem if it has one). Plans are plain data so that xdist workers can share
+one discovery through a JSON file (:func:`cached`). Never imports pytest.
 """
 
 from __future__ import annotations
@@ -21,14 +20,15 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from choirci.config.rust import RustSettings
-from choirci.errors import ConfigError, ToolMissing
+from choirci.config.rust import RustSettings, segment_of, split_segment
+from choirci.errors import ConfigError
 from choirci.rust import cargo as cargo_mod
 
+T = TypeVar("T")
 CACHE_MAX_AGE = 86400.0  # discovery files of finished xdist runs are removed after a day
 
 
@@ -40,6 +40,8 @@ class Wanted:
     tests: tuple[str, ...] | None  # None: every test the binary lists
     origin: str  # where the user asked for it, for messages
     manifest: str = ""  # a Cargo.toml outside the root workspace; "": the root workspace
+    kind: str | None = None  # lib/bin/test/doc/example/bench; None: from the name
+    named: tuple[str, ...] = ()  # every exact name asked for (each must exist)
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,23 @@ class BinaryPlan:
     binary: str
     features: tuple[str, ...]
     origin: str
-    segment: str  # node-id part: the binary, plus [features] when one binary has several sets
+    segment: str  # node-id part: the binary (KIND:NAME when ambiguous), +features when several
     requested: tuple[str, ...] | None = None
     executable: str | None = None
     listed: tuple[str, ...] = ()
-    ignored: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # listed only with rust.ignored: only (then all that run)
     build_command: str = ""
     manifest_dir: str = ""
     version: str = ""
     problem: Problem | None = None
     manifest: str = ""  # as in Wanted
-    kind: str = ""  # "bin" for a bin target's unit tests (cargo test --bin), else ""
+    kind: str = ""  # resolved: lib, bin, test, doc, example, bench
+    named: tuple[str, ...] = ()  # as in Wanted
+    asked_kind: str | None = None  # the kind the user wrote, if any
+    env_set: dict[str, str] = field(default_factory=dict)  # what cargo sets for the binary
+    env_unset: tuple[str, ...] = ()
+    cwd: str = ""  # where cargo runs the binary (the package root)
+    env_source: str = ""  # "cargo" (asked from cargo) or why not
 
     @property
     def target(self) -> str:
@@ -75,18 +83,28 @@ class BinaryPlan:
     def features_label(self) -> str:
         return ",".join(self.features) if self.features else "(none)"
 
-    def selected(self) -> tuple[str, ...]:
-        if self.requested is None:
-            return self.listed
-        wanted = set(self.requested)
-        return tuple(name for name in self.listed if name in wanted)
+    @property
+    def selector(self) -> cargo_mod.Selector:
+        return self.kind, self.binary
+
+    def selected(self, only_ignored: bool = False) -> tuple[str, ...]:
+        """The tests to collect; with ``only_ignored`` (rust.ignored: only) the #[ignore]d
+        ones among them, plus any asked for by exact name."""
+        chosen = self.listed
+        if self.requested is not None:
+            wanted = set(self.requested)
+            chosen = tuple(name for name in chosen if name in wanted)
+        if only_ignored:
+            keep = set(self.ignored) | set(self.named)
+            chosen = tuple(name for name in chosen if name in keep)
+        return chosen
 
     def missing(self) -> tuple[str, ...]:
         listed = set(self.listed)
-        return tuple(name for name in self.requested or () if name not in listed)
+        return tuple(name for name in self.named if name not in listed)
 
-    def package(self) -> cargo_mod.Package:
-        return cargo_mod.Package(self.crate, self.version, Path(self.manifest_dir), (), False)
+    def run_env(self) -> cargo_mod.RunEnv:
+        return cargo_mod.RunEnv(dict(self.env_set), self.env_unset, self.cwd or self.manifest_dir)
 
 
 # --------------------------------------------------------------------------- wanted targets
@@ -110,14 +128,17 @@ def wanted_targets(rust: RustSettings, selection: Sequence[str], source: str) ->
         for index, target in enumerate(rust.targets):
             origin = f"{source}: rust.targets[{index}] ({target.id})"
             wanted.append(Wanted(target.crate, target.test, target.features,
-                                 target.tests or None, origin, _manifest(rust, target.crate)))
+                                 target.tests or None, origin, _manifest(rust, target.crate),
+                                 target.kind, target.tests))
     for value in selection:
-        crate, binary, test = parse_selection(value)
-        configured = [t for t in rust.targets if (t.crate, t.test) == (crate, binary)]
+        crate, segment, test = parse_selection(value)
+        kind, binary = split_segment(segment)
+        configured = [t for t in rust.targets if (t.crate, t.test) == (crate, binary)
+                      and (kind is None or t.kind in (None, kind))]
         for features in dict.fromkeys(t.features for t in configured) or [()]:
             tests = None if test is None else (test,)
             wanted.append(Wanted(crate, binary, features, tests, f"--rust-test {value}",
-                                 _manifest(rust, crate)))
+                                 _manifest(rust, crate), kind, tests or ()))
     return _merge(wanted)
 
 
@@ -130,114 +151,34 @@ def _manifest(rust: RustSettings, crate: str) -> str:
 
 
 def _merge(wanted: list[Wanted]) -> list[Wanted]:
-    merged: dict[tuple[str, str, tuple[str, ...]], Wanted] = {}
+    """One Wanted per (crate, kind, binary, features). A target that selects the whole
+    binary wins over exact names, but every exact name is kept in ``named``: a misspelt
+    one still becomes a failing item."""
+    merged: dict[tuple[str, str | None, str, tuple[str, ...]], Wanted] = {}
     for item in wanted:
-        key = (item.crate, item.binary, item.features)
+        key = (item.crate, item.kind, item.binary, item.features)
         if key not in merged:
             merged[key] = item
             continue
         old = merged[key]
         tests = None if old.tests is None or item.tests is None else old.tests + item.tests
         merged[key] = dataclasses.replace(
-            old, tests=None if tests is None else tuple(dict.fromkeys(tests))
+            old, tests=None if tests is None else tuple(dict.fromkeys(tests)),
+            named=tuple(dict.fromkeys(old.named + item.named)),
         )
     return list(merged.values())
 
 
-def _segment(item: Wanted, all_wanted: Sequence[Wanted]) -> str:
-    sets = {w.features for w in all_wanted if (w.crate, w.binary) == (item.crate, item.binary)}
+def segment(item: Wanted, all_wanted: Sequence[Wanted], kind: str | None = None) -> str:
+    """``binary``, ``KIND:binary`` (see :func:`segment_of`), plus ``+feature+...`` (or
+    ``+default``) when one binary runs with several feature sets. No ``[...]``: pytest reads
+    brackets in a node id as parameters (its summary, ``-k`` and node-id arguments)."""
+    base = f"{kind}:{item.binary}" if kind else segment_of(item.kind, item.binary)
+    sets = {w.features for w in all_wanted
+            if (w.crate, w.binary, w.kind) == (item.crate, item.binary, item.kind)}
     if len(sets) == 1:
-        return item.binary
-    return f"{item.binary}[{','.join(item.features) or 'default'}]"
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo) -> list[BinaryPlan]:
-    """Compile and list every wanted binary once; problems become part of the plans."""
-    plans = [
-        BinaryPlan(w.crate, w.binary, w.features, w.origin, _segment(w, wanted), w.tests,
-                   manifest=w.manifest)
-        for w in wanted
-    ]
-    for manifest in dict.fromkeys(plan.manifest for plan in plans):
-        plans = _located(plans, manifest, cargo)
-    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
-    for index, plan in enumerate(plans):
-        if plan.problem is None:
-            groups.setdefault((plan.manifest, plan.crate, plan.features), []).append(index)
-    for (manifest, crate, features), indexes in groups.items():
-        binaries = list(dict.fromkeys(plans[i].binary for i in indexes))
-        bins = [plans[i].binary for i in indexes if plans[i].kind == "bin"]
-        try:
-            build = cargo.build(crate, binaries, features, manifest=manifest or None, bins=bins)
-        except ToolMissing as exc:
-            for i in indexes:
-                plans[i] = dataclasses.replace(plans[i], problem=Problem(str(exc), harness=True))
-            continue
-        for i in indexes:
-            plans[i] = _listed(_built(plans[i], build))
-    return plans
-
-
-def _located(plans: list[BinaryPlan], manifest: str, cargo: cargo_mod.Cargo) -> list[BinaryPlan]:
-    """Resolve the plans of one manifest against its workspace (one ``cargo metadata``)."""
-    try:
-        workspace = cargo.metadata(manifest or None)
-    except ToolMissing as exc:
-        return _failed(plans, manifest, Problem(str(exc), harness=True))
-    except cargo_mod.CargoError as exc:
-        return _failed(plans, manifest, Problem(str(exc)))
-    return [_locate(plan, workspace) if plan.manifest == manifest else plan for plan in plans]
-
-
-def _failed(plans: list[BinaryPlan], manifest: str, problem: Problem) -> list[BinaryPlan]:
-    return [dataclasses.replace(plan, problem=problem) if plan.manifest == manifest else plan
-            for plan in plans]
-
-
-def _locate(plan: BinaryPlan, workspace: cargo_mod.Workspace) -> BinaryPlan:
-    package = workspace.packages.get(plan.crate)
-    if package is None:
-        message = (f"{plan.origin}: no crate {plan.crate!r} in the Cargo workspace at "
-                   f"{workspace.root}; {nearest(plan.crate, list(workspace.packages))}")
-        if not plan.manifest:
-            message += ("; a crate outside the workspace (like dioxus-desktop) needs "
-                        "'manifest: <dir>/Cargo.toml' on its target")
-        return dataclasses.replace(plan, problem=Problem(message))
-    if plan.binary not in package.binaries():
-        message = (f"{plan.origin}: crate {plan.crate} has no test binary {plan.binary!r}; "
-                   f"{nearest(plan.binary, package.binaries())}")
-        return dataclasses.replace(plan, problem=Problem(message))
-    kind = "bin" if package.bins([plan.binary]) else ""
-    return dataclasses.replace(plan, manifest_dir=str(package.manifest_dir),
-                               version=package.version, kind=kind)
-
-
-def _built(plan: BinaryPlan, build: cargo_mod.Build) -> BinaryPlan:
-    plan = dataclasses.replace(plan, build_command=build.command)
-    executable = build.executables.get(plan.binary)
-    if executable is None:
-        message = (f"{plan.target} does not compile (features: {plan.features_label}); "
-                   f"see the compiler output below ({plan.origin})")
-        return dataclasses.replace(plan, problem=Problem(message, build.failure(plan.binary)))
-    return dataclasses.replace(plan, executable=executable)
-
-
-def _listed(plan: BinaryPlan) -> BinaryPlan:
-    if plan.executable is None:
-        return plan
-    try:
-        listed, ignored = cargo_mod.list_tests(plan.executable, plan.package())
-    except cargo_mod.CargoError as exc:
-        return dataclasses.replace(plan, problem=Problem(str(exc)))
-    plan = dataclasses.replace(plan, listed=listed, ignored=ignored)
-    if not listed:
-        message = (f"{plan.origin}: {plan.target} selects zero tests: the binary lists none "
-                   f"(features: {plan.features_label}); a target that runs nothing cannot pass")
-        return dataclasses.replace(plan, problem=Problem(message))
-    return plan
+        return base
+    return f"{base}+{'+'.join(item.features) or 'default'}"
 
 
 def nearest(name: str, candidates: Sequence[str], count: int = 3) -> str:
@@ -263,7 +204,7 @@ def from_json(text: str) -> list[BinaryPlan]:
     plans = []
     for raw in json.loads(text):
         raw["problem"] = Problem(**raw["problem"]) if raw["problem"] else None
-        for key in ("features", "listed", "ignored"):
+        for key in ("features", "listed", "ignored", "named", "env_unset"):
             raw[key] = tuple(raw[key])
         if raw["requested"] is not None:
             raw["requested"] = tuple(raw["requested"])
@@ -275,15 +216,21 @@ def cached(path: Path, compute: Callable[[], list[BinaryPlan]]) -> list[BinaryPl
     """Compute once per ``path``: the first process (xdist worker) computes under an exclusive
     lock and writes the file; every other one waits for the lock and reads the same plans, so
     all workers collect identical items without compiling in parallel."""
+    return shared(path, compute, to_json, from_json)
+
+
+def shared(path: Path, compute: Callable[[], T], dump: Callable[[T], str],
+           load: Callable[[str], T]) -> T:
+    """The value of ``compute``, computed by the first process to ask for ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
-            return from_json(path.read_text())
-        plans = compute()
-        _write_atomic(path, to_json(plans))
+            return load(path.read_text())
+        value = compute()
+        _write_atomic(path, dump(value))
         _forget_old(path.parent)
-        return plans
+        return value
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,4 +1,12 @@
-"""Run one Rust test binary once and judge each selected test from that single run.
+"""Run one Rust test binary once for a batch of tests and judge each test from that run.
+
+A batch is every selected test of the binary (``rust.run: per-binary``) or one test
+(``per-test``); doc tests run as one ``cargo test --doc`` per crate. Each finished test's
+result is read from libtest's ``--logfile`` (written by libtest alone, so a test's child
+process printing ``test result:`` or ``failures:`` cannot forge or hide results; stdout is
+the fallback when the file is missing) and its output from stdout. Per-test durations
+come from when each result line arrived: exact for a batch of one and with one test
+thread, the share of the wall time otherwise.
 
 A test is judged by what libtest printed about it. When the binary died early (signal,
 timeout, ``process::exit``) the tests it never reported fail, naming how it died: the one
@@ -10,7 +18,12 @@ ended normally fails too: nothing passes by omission. Never imports pytest.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import shlex
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +53,7 @@ class BinaryRun:
     exit: str
     duration: float
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)  # per test, seconds
 
     @property
     def command(self) -> str:
@@ -52,15 +66,101 @@ class BinaryRun:
 
 
 def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
-               threads: int | None = None) -> BinaryRun:
-    assert plan.executable is not None
-    everything = set(names) == set(plan.listed)
-    argv = cargo_mod.run_argv(plan.executable, names, everything=everything, threads=threads)
-    result = proc.run(argv, cwd=Path(plan.manifest_dir), env=cargo_mod.test_env(plan.package()),
-                      timeout=timeout, max_output=MAX_OUTPUT)
-    report = libtest.parse_run(result.stdout, set(plan.listed))
+               threads: int | None = None, ignored: str = "skip",
+               cargo: cargo_mod.Cargo | None = None) -> BinaryRun:
+    """Run ``names`` of ``plan`` in one process (doc tests: all of the crate's, see
+    :meth:`~choirci.rust.cargo.Cargo.doc_argv`) and judge each of them."""
+    doc = plan.kind == cargo_mod.DOC
+    everything = doc or set(names) == set(plan.listed)
+    stamps: list[tuple[float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="choirci-libtest-") as tmp:
+        logfile = str(Path(tmp) / "results.log")
+        args = cargo_mod.run_args(names, everything=everything, threads=threads,
+                                  ignored=ignored, logfile=logfile)
+        if doc:
+            assert cargo is not None
+            argv = cargo.doc_argv(plan.crate, plan.features, plan.manifest or None, args)
+            env, cwd = cargo_mod.clean_env(), plan.cwd
+        else:
+            assert plan.executable is not None
+            argv = [plan.executable, *args]
+            run_env = plan.run_env()
+            env, cwd = run_env.apply(), run_env.cwd
+        started = time.monotonic()
+        result = proc.run(argv, cwd=Path(cwd), env=env, timeout=timeout, max_output=MAX_OUTPUT,
+                          on_stdout=lambda line: stamps.append((time.monotonic(), line)))
+        logged = Path(logfile).read_text(errors="replace") if Path(logfile).exists() else None
+    known = set(plan.listed)
+    report = libtest.parse_run(result.stdout, known)
+    if logged is not None:
+        report = _with_logged(report, libtest.parse_logfile(logged, known))
     verdicts = judge(report, result, names, timeout=timeout, serial=threads == 1)
-    return BinaryRun(tuple(argv), result.describe_exit(), result.duration, verdicts)
+    if len(names) == 1 and not doc:
+        durations = {names[0]: result.duration}
+    else:
+        wanted = set(names)
+        order = [name for name in plan.listed if doc or name in wanted]
+        durations = _durations(stamps, started, order, report, _threads(threads, env))
+    # The recorded command names no temporary path: runs compare by their commands.
+    shown = tuple("RESULTS.log" if arg == logfile else arg for arg in argv)
+    return BinaryRun(shown, result.describe_exit(), result.duration, verdicts, durations)
+
+
+def run_to_json(run: BinaryRun) -> str:
+    return json.dumps(dataclasses.asdict(run))
+
+
+def run_from_json(text: str) -> BinaryRun:
+    raw = json.loads(text)
+    raw["argv"] = tuple(raw["argv"])
+    raw["verdicts"] = {name: Verdict(**v) for name, v in raw["verdicts"].items()}
+    return BinaryRun(**raw)
+
+
+def _with_logged(report: libtest.RunReport, logged: dict[str, libtest.TestResult]
+                 ) -> libtest.RunReport:
+    """The logfile's results; stdout only adds the #[should_panic] mark and ignore reasons."""
+    results = {}
+    for name, result in logged.items():
+        seen = report.results.get(name)
+        if seen is not None and seen.status == result.status:
+            result = dataclasses.replace(result, should_panic=seen.should_panic,
+                                         reason=result.reason or seen.reason)
+        results[name] = result
+    return dataclasses.replace(report, results=results)
+
+
+def _durations(stamps: list[tuple[float, str]], started: float, order: Sequence[str],
+               report: libtest.RunReport, threads: int) -> dict[str, float]:
+    """Each test's time from when its result line arrived, and when it must have started:
+    libtest starts tests in list order, ``threads`` at once, the next one as soon as one
+    finishes (ignored ones take no thread). Exact for one thread and for a batch of one."""
+    known = set(order)
+    finished: list[tuple[float, str]] = []
+    for when, line in stamps:
+        name = libtest.result_line(line, known)
+        if name is not None and name not in {n for _, n in finished}:
+            finished.append((when, name))
+    skipped = {n for n, r in report.results.items() if r.status == libtest.IGNORED}
+    ran = [n for n in order if n not in skipped]
+    ends = [when for when, name in finished if name not in skipped]
+    begins = {name: started if k < threads else ends[k - threads]
+              for k, name in enumerate(ran) if k < threads or k - threads < len(ends)}
+    durations = {}
+    for when, name in finished:
+        begin = begins.get(name)
+        durations[name] = max(0.0, when - begin) if begin is not None and name not in skipped else 0.0
+    return durations
+
+
+def _threads(threads: int | None, env: dict[str, str]) -> int:
+    """How many tests libtest runs at once (--test-threads, RUST_TEST_THREADS, the CPUs)."""
+    if threads is not None:
+        return threads
+    try:
+        return max(1, int(env.get("RUST_TEST_THREADS", "")))
+    except ValueError:
+        return max(1, len(os.sched_getaffinity(0)))
 
 
 def judge(report: libtest.RunReport, result: CommandResult, names: Sequence[str], *,
@@ -88,7 +188,8 @@ def _reported(result: libtest.TestResult, output: str) -> Verdict:
         return Verdict(PASSED, output=shown)
     if result.status == libtest.IGNORED:
         reason = f"#[ignore]: {result.reason}" if result.reason else "#[ignore]d (no reason given)"
-        return Verdict(SKIPPED, message=f"{reason} (not run; run it explicitly with --ignored)")
+        return Verdict(SKIPPED, message=f"{reason} (not run; to run ignored tests set "
+                                        "rust.ignored: include or pass --rust-ignored=include)")
     why = libtest.panic_message(output) or "failed (see its output below)"
     kind = " (#[should_panic])" if result.should_panic else ""
     return Verdict(FAILED, message=f"{result.name}{kind}: {libtest.one_line(why)}",

@@ -1,0 +1,81 @@
+"""Each Rust test executes exactly once per session under any -n/--dist and run mode:
+counted, not assumed (every test of fixtures/rust-faults' `counted` binary appends one byte
+to a file of its own; doc test runs are counted through a logging cargo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+from rust_support import cargo_env, copy_workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_workspace(FIXTURES / "rust-faults", tmp_path_factory.mktemp("rx") / "ws")
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, ws: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    cargo_env(monkeypatch, tmp_path_factory.getbasetemp() / "rx-target")
+    counts = pytester.path / "counts"
+    counts.mkdir()
+    monkeypatch.setenv("CHOIRCI_COUNT_DIR", str(counts))
+    calls = pytester.path / "cargo-calls.log"
+    shim = pytester.path / "cargo-logged"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec cargo "$@"\n')
+    shim.chmod(0o755)
+
+    def go(mode: str, *args: str, extra: str = "") -> tuple[pytest.RunResult, dict[str, int], list[str]]:
+        config = ws / f"x-{os.getpid()}-{time.monotonic_ns()}.yaml"
+        config.write_text(f"rust:\n  cargo: {shim}\n  run: {mode}\n{extra}  targets:\n"
+                          "    - {crate: kinds, test: counted}\n"
+                          "    - {crate: kinds, kind: doc}\n")
+        for old in counts.iterdir():
+            old.unlink()
+        calls.write_text("")
+        result = pytester.runpytest_subprocess(
+            "--grind", f"--choirci-config={config}", f"--evidence-dir={pytester.path / 'ev'}",
+            "-o", f"cache_dir={pytester.path / 'cache'}", *args)
+        counted = {p.name: len(p.read_bytes()) for p in counts.iterdir()}
+        return result, counted, calls.read_text().splitlines()
+
+    return go
+
+
+@pytest.mark.parametrize("mode", ["per-binary", "per-test"])
+@pytest.mark.parametrize("dist", [[], ["-n", "2"], ["-n", "2", "--dist", "loadgroup"],
+                                  ["-n", "2", "--dist", "worksteal"],
+                                  ["-n", "2", "--dist", "loadscope"]])
+def test_every_test_runs_exactly_once(run, mode: str, dist: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result, counted, calls = run(mode, *dist)
+    result.assert_outcomes(passed=202, failed=1, skipped=1)  # 200 counted + 4 doc tests
+    assert len(counted) == 200 and set(counted.values()) == {1}, {
+        k: v for k, v in counted.items() if v != 1}
+    doc_runs = [c for c in calls if c.startswith("test --doc") and "--list" not in c]
+    assert len(doc_runs) == 1, doc_runs
+
+
+@pytest.mark.parametrize(("mode", "most"), [("per-binary", 40), ("per-test", 200)])
+def test_processes_per_mode(run, pytester: pytest.Pytester, mode: str, most: int) -> None:  # type: ignore[no-untyped-def]
+    """per-binary: a worker runs its queue of a binary in one process (a few batches as xdist
+    hands out items); per-test: one process per test, each naming exactly its test."""
+    _, counted, _ = run(mode, "-n", "2")
+    assert set(counted.values()) == {1}
+    record = json.loads((pytester.path / "ev" / "choirci.json").read_text())
+    commands = [dict(map(tuple, item["properties"]))["rust.command"]  # type: ignore[arg-type]
+                for run in record["runs"] for item in run["items"]
+                if "::counted::" in item["nodeid"]]
+    assert len(commands) == 200
+    if mode == "per-test":
+        assert len(set(commands)) == 200
+        assert all(c.split("--exact ")[1] in {f"t{i:03d}" for i in range(200)} for c in commands)
+    else:
+        assert len(set(commands)) <= most, len(set(commands))
