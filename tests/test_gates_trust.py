@@ -353,12 +353,46 @@ def met(gate_id: str, text: str, items: tuple[ItemResult, ...]) -> verdicts.Item
     return next(v for v in verdict.items if v.item.text.startswith(text))
 
 
-@pytest.mark.parametrize("cache", ["present", "substituted", "built"])
-def test_phase_2_cache_hits_need_a_baseline_and_a_repeat(cache: str) -> None:
-    items = tuple(closure(n, cache=cache) for n in ("sandbox", "desktop", "hypervisor"))
-    found = met("phase-2", "Repeat build shows improved duration", items)
+def timed(name: str, cache: str, wall: str, drv: str = "") -> ItemResult:
+    from dataclasses import replace
+    base = closure(name, cache=cache)
+    props = tuple((k, wall if k == "wall_time" else drv if k == "drv_path" and drv else v)
+                  for k, v in base.properties)
+    return replace(base, properties=props)
+
+
+NAMES = ("sandbox", "desktop", "hypervisor")
+
+
+def repeat_line(repeat: tuple[ItemResult, ...],
+                *baselines: tuple[ItemResult, ...]) -> verdicts.ItemVerdict:
+    verdict = verdicts.evaluate(gates.load("phase-2"), RunRecord(runs=(run(items=repeat),)),
+                                baselines=[RunRecord(runs=(run(items=b),)) for b in baselines])
+    return next(v for v in verdict.items if v.item.text.startswith("Repeat build"))
+
+
+@pytest.mark.parametrize("cache", ["present", "built"])
+def test_phase_2_present_or_built_is_no_cache_hit(cache: str) -> None:
+    cold = tuple(timed(n, "built", "60.0") for n in NAMES)
+    found = repeat_line(tuple(timed(n, cache, "0.5") for n in NAMES), cold)
     assert not found.met
-    assert any(r.startswith("no check yet: no check pairs a cold baseline build") for r in found.reasons)
+    assert f"closures::sandbox: cache={cache}, a cache hit is 'substituted'" in found.reasons[0]
+
+
+def test_phase_2_needs_a_baseline_that_built_the_same_derivations_slower() -> None:
+    repeat = tuple(timed(n, "substituted", "4.0") for n in NAMES)
+    assert "no baseline run built the same 3 derivation(s) cold" in repeat_line(repeat).reasons[0]
+    other = tuple(timed(n, "built", "60.0", drv=f"/nix/store/cccc-{n}.drv") for n in NAMES)
+    assert "no baseline run built the same" in repeat_line(repeat, other).reasons[0]
+    warm = tuple(timed(n, "substituted", "60.0") for n in NAMES)
+    assert "no baseline run built the same" in repeat_line(repeat, warm).reasons[0]
+    faster = tuple(timed(n, "built", "3.0") for n in NAMES)
+    assert "the repeat took 4.0s, not less than the baseline's 3.0s" in \
+        repeat_line(repeat, faster).reasons[0]
+    cold = tuple(timed(n, "built", "60.0") for n in NAMES)
+    found = repeat_line(repeat, faster, cold)
+    assert found.met
+    assert found.checked_by[-1].endswith("built them in 60.0s, the repeat took 4.0s")
 
 
 def nixos(name: str, shape: str) -> ItemResult:

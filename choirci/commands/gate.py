@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evidence dir holding choirci.json (default: the config's "
                         "'evidence', else ./evidence)")
     parser.add_argument("--history", metavar="DIR", type=Path, action="append", default=[],
-                        help="another evidence dir of the same commit where earlier phases may "
-                        "pass (repeatable); they are recomputed from its choirci.json")
+                        help="another evidence dir (repeatable): a run of the same commit where "
+                        "earlier phases pass (recomputed from its choirci.json), or the cold "
+                        "baseline build that phase-2's cached repeat is compared with")
     parser.add_argument("--gates", metavar="DIR", type=Path, default=None,
                         help="custom gate definitions (default: the config's 'gates', else the "
                         "bundled checks/gates); recorded as custom in the verdict")
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     sources = [current, *(source(d) for d in args.history
                           if d.resolve() != directory.resolve())]
     names = [name for item in gate.items for name in item.manual]
-    verdict = verdicts.evaluate(gate, current.record, current.attest(names), current.problems)
+    verdict = verdicts.evaluate(gate, current.record, current.attest(names), current.problems,
+                                [s.record for s in sources[1:]])
     # An interrupted run is judged incomplete (exit 3) before any order question.
     chain = (order.verify(gate, current.commit, sources, order.loader(gate, gates_dir))
              if verdict.verdict != "incomplete" else [])

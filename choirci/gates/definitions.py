@@ -25,8 +25,10 @@ checked against ``checks/`` when the gate loads), ``param`` (that check's own
 parametrisation, e.g. the unit ``hypervisor``; the host part is never part of it), ``host``
 (host-name glob), ``where`` (property filter) and ``expect`` (property every matched result
 must have: a value, a list of values, or ``true`` for "recorded"). Record-level selectors
-stand alone: ``release: grind_sha|promoted_sha|domain|prompt``, ``tree: clean`` and
-``run: pass`` (the run verdict). Selectors match only choirci's own items (closures, loops,
+stand alone: ``release: grind_sha|promoted_sha|domain|prompt``, ``tree: clean``,
+``run: pass`` (the run verdict) and ``repeat: closures`` (every closure of this run was
+substituted from a binary cache, a baseline run given with ``--history`` built the same
+derivations cold, and this run's build was faster). Selectors match only choirci's own items (closures, loops,
 rust, release and the bundled host checks) unless the gate says ``user_tests: true``.
 
 Gate-level keys beyond the checklist: ``dirty_tree: allowed`` (every gate fails on a dirty
@@ -63,7 +65,7 @@ AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
 MARKERS = ("nix", "rust", "host", "loop")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CHECK = re.compile(r"(test_[A-Za-z0-9_]+\.py)::(test_[A-Za-z0-9_]+)")
-RUN_VERDICTS = ("pass",)
+RECORD_SELECTORS = {"tree": ("clean",), "run": ("pass",), "repeat": ("closures",)}
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,12 @@ class Selector:
     release: str | None = None
     tree: str | None = None
     run: str | None = None
+    repeat: str | None = None
 
     @property
     def on_results(self) -> bool:
         """Whether the selector reads the run's own results (not a file or a fact)."""
-        return bool(self.match) or self.run is not None
+        return bool(self.match or self.run or self.repeat)
 
     def describe(self) -> str:
         if self.release:
@@ -87,6 +90,8 @@ class Selector:
             return f"tree {self.tree}"
         if self.run:
             return f"run verdict {self.run}"
+        if self.repeat:
+            return f"a cached repeat of a baseline build of the {self.repeat}"
         parts = [f"{k}={v}" for k, v in self.match]
         parts += [f"where {k} in {'|'.join(v)}" for k, v in self.where]
         parts += [f"expect {k}{' in ' + '|'.join(v) if v else ' recorded'}" for k, v in self.expect]
@@ -330,8 +335,8 @@ def _manual_path(c: _Check, value: Any, path: str) -> str:
 
 
 def _selector(c: _Check, value: Any, path: str) -> Selector:
-    raw = c.mapping(value, path, (*SELECTOR_KEYS, "release", "tree", "run"))
-    if "release" in raw or "tree" in raw or "run" in raw:
+    raw = c.mapping(value, path, (*SELECTOR_KEYS, "release", *RECORD_SELECTORS))
+    if "release" in raw or any(key in raw for key in RECORD_SELECTORS):
         return _record_selector(c, raw, path)
     match = tuple((k, c.text(str(raw[k]) if raw[k] is not None else None, f"{path}.{k}"))
                   for k in MATCH_KEYS if k in raw)
@@ -382,16 +387,13 @@ def bundled_checks() -> dict[str, tuple[str, ...]]:
 
 def _record_selector(c: _Check, raw: dict[str, Any], path: str) -> Selector:
     if len(raw) != 1:
-        raise c.fail(path, "'release:', 'tree:' and 'run:' stand alone; put other keys in "
-                     "another selector")
-    if "tree" in raw:
-        if raw["tree"] != "clean":
-            raise c.fail(f"{path}.tree", f"expected 'clean', got {_describe(raw['tree'])}")
-        return Selector(tree="clean")
-    if "run" in raw:
-        if raw["run"] not in RUN_VERDICTS:
-            raise c.fail(f"{path}.run", f"expected 'pass', got {_describe(raw['run'])}")
-        return Selector(run="pass")
+        raise c.fail(path, "'release:', 'tree:', 'run:' and 'repeat:' stand alone; put other "
+                     "keys in another selector")
+    for key, allowed in RECORD_SELECTORS.items():
+        if key in raw:
+            if raw[key] not in allowed:
+                raise c.fail(f"{path}.{key}", f"expected {allowed[0]!r}, got {_describe(raw[key])}")
+            return Selector(**{key: raw[key]})
     fact = raw["release"]
     if fact not in RELEASE_FACTS:
         raise c.fail(f"{path}.release",

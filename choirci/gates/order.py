@@ -61,7 +61,9 @@ def verify(gate: gates.Gate, commit: str | None, sources: Sequence[Source],
             tried.append(f"{source.directory}: commit {source.commit or 'unknown'}")
             continue
         names = [name for item in previous.items for name in item.manual]
-        verdict = evaluate(previous, source.record, source.attest(names), source.problems)
+        others = [s.record for s in sources if s is not source]
+        verdict = evaluate(previous, source.record, source.attest(names), source.problems,
+                           others)
         if verdict.verdict != "pass":
             tried.append(f"{source.directory}: {verdict.verdict}{_first(verdict)}")
             continue

@@ -70,13 +70,15 @@ def _attestations(manual: Mapping[str, Attestation] | Iterable[str]) -> dict[str
 
 def evaluate(gate: Gate, record: RunRecord,
              manual: Mapping[str, Attestation] | Iterable[str] = (),
-             problems: Sequence[str] = ()) -> GateVerdict:
+             problems: Sequence[str] = (), baselines: Sequence[RunRecord] = ()) -> GateVerdict:
     """``manual``: gate file name -> what was found for it (a bare iterable of names counts
     them as attested; absent names are missing). ``problems``: contradictions in the
-    evidence found by the caller; each fails the gate."""
+    evidence found by the caller; each fails the gate. ``baselines``: other runs a
+    ``repeat:`` selector may compare this one with."""
     found = _attestations(manual)
     release = release_record(record)
-    items = tuple(_item(gate, item, record, release, found) for item in gate.items)
+    context = (record, release, tuple(baselines))
+    items = tuple(_item(gate, item, context, found) for item in gate.items)
     unmet = [v for v in items if v.item.required and not v.met]
     if record.status != "complete":
         return GateVerdict(gate, "incomplete", record.incomplete_reasons, items)
@@ -120,8 +122,10 @@ def in_order(found: Sequence[GateVerdict]) -> list[GateVerdict]:
     return [resolve(v.gate.id, ()) for v in found]
 
 
-def _item(gate: Gate, item: GateItem, record: RunRecord, release: ReleaseRecord,
+def _item(gate: Gate, item: GateItem,
+          context: tuple[RunRecord, ReleaseRecord, tuple[RunRecord, ...]],
           found: Mapping[str, Attestation]) -> ItemVerdict:
+    record, release, baselines = context
     if not item.checked:
         return ItemVerdict(item, False, ("no automated check; tick by hand",))
     reasons: list[str] = []
@@ -130,7 +134,7 @@ def _item(gate: Gate, item: GateItem, record: RunRecord, release: ReleaseRecord,
     if item.missing_check:
         reasons.append(f"no check yet: {item.missing_check}")
     for selector in item.require:
-        problems, matched = check(selector, record, release, gate.user_tests)
+        problems, matched = check(selector, record, release, gate.user_tests, baselines)
         reasons += problems
         checked += matched
     for name in item.manual:
@@ -147,8 +151,11 @@ def _item(gate: Gate, item: GateItem, record: RunRecord, release: ReleaseRecord,
 
 
 def check(selector: Selector, record: RunRecord, release: ReleaseRecord,
-          user_tests: bool = False) -> tuple[list[str], list[str]]:
+          user_tests: bool = False,
+          baselines: Sequence[RunRecord] = ()) -> tuple[list[str], list[str]]:
     """(problems, node ids that matched) for one selector."""
+    if selector.repeat:
+        return repeat_problems(record, baselines)
     if selector.release:
         problem = fact_problem(release, selector.release, record)
         return ([f"release {selector.release}: {problem}"] if problem else []), []
@@ -214,6 +221,54 @@ def _result_problems(selector: Selector, item: ItemResult) -> list[str]:
             problems.append(f"{item.nodeid}: {name}={item.prop(name) or '(none)'}, "
                             f"expected {wanted}")
     return problems
+
+
+def _closures(record: RunRecord) -> list[ItemResult]:
+    return [i for i in record.items if i.area == "closures" and is_own(i)]
+
+
+def _wall(items: Iterable[ItemResult]) -> float | None:
+    try:
+        return max(float(i.prop("wall_time") or "") for i in items)
+    except ValueError:
+        return None
+
+
+def repeat_problems(record: RunRecord,
+                    baselines: Sequence[RunRecord]) -> tuple[list[str], list[str]]:
+    """A cached repeat: every closure passed and was ``substituted`` (fetched from a binary
+    cache, not merely ``present``), a baseline run built the same derivations (same
+    ``drv_path``) cold, and the repeat's build wall time is below the baseline's."""
+    closures = _closures(record)
+    if not closures:
+        return ["no closure was built in this run"], []
+    problems = [f"{i.nodeid} {i.outcome}" for i in closures if i.outcome != PASSED]
+    problems += [f"{i.nodeid}: cache={i.prop('cache') or '(none)'}, a cache hit is "
+                 "'substituted' from a binary cache" for i in closures
+                 if i.outcome == PASSED and i.prop("cache") != "substituted"]
+    repeat = _wall(closures)
+    if problems or repeat is None:
+        return problems or ["this run recorded no wall_time"], []
+    drvs = {i.prop("drv_path") for i in closures}
+    failed = []
+    for base in baselines:  # the user chose them with --history; any one that fits counts
+        built = {i.prop("drv_path"): i for i in _closures(base)
+                 if i.outcome == PASSED and i.prop("cache") == "built"}
+        if None in drvs or not drvs <= set(built):
+            continue
+        cold = _wall(built[d] for d in drvs)
+        if cold is None or repeat >= cold:
+            failed.append("the baseline run recorded no wall_time" if cold is None else
+                          f"the repeat took {repeat:.1f}s, not less than the baseline's "
+                          f"{cold:.1f}s")
+            continue
+        run = base.runs[0] if base.runs else None
+        label = f"{run.started} ({(run.provenance.commit or '?')[:12]})" if run else "?"
+        return [], [i.nodeid for i in closures] + [
+            f"baseline run {label} built them in {cold:.1f}s, the repeat took {repeat:.1f}s"]
+    missing = (f"no baseline run built the same {len(drvs)} derivation(s) cold; pass "
+               "--history DIR of a run in which every closure was built")
+    return failed[:1] or [missing], []
 
 
 def tree_problems(record: RunRecord) -> list[str]:
