@@ -137,6 +137,7 @@ def test_grind_run_records_the_prompt_and_the_release_gate_judges_it(
     url, handler = conductor
     handler.script = ["running", final]
     pytester.makefile(".yaml", choirci=f"release:\n  domain: os.choir.chat\n  prompt_url: {url}\n")
+    pytester.makefile("", **{".gitignore": "evidence/\n"})  # gates fail on a dirty tree
     for argv in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
         assert proc.run(argv, cwd=pytester.path).ok
@@ -149,8 +150,17 @@ def test_grind_run_records_the_prompt_and_the_release_gate_judges_it(
     assert data["release"]["prompt"]["status"] == final
     assert data["release"]["grind_sha"] == head and data["release"]["promoted_sha"] == head[:12]
     monkeypatch.chdir(pytester.path)
-    assert main(["gate", "release", "--evidence", "evidence"]) == verdict
-    report = (pytester.path / "evidence" / "gates" / "release.md").read_text()
+    # The release gate needs every phase gate for this commit first (issue 21): refused.
+    assert main(["gate", "release", "--evidence", "evidence"]) == 2
+    # The prompt line itself, judged by a gate of just that line and the run verdict.
+    gates = pytester.path / "prompt-gate"
+    gates.mkdir()
+    (gates / "prompt.yaml").write_text(
+        "id: prompt\ntitle: Prompt\nsections:\n  - title: Release\n    items:\n"
+        "      - text: prompt execution result\n        require:\n"
+        "          - release: prompt\n          - run: pass\n")
+    assert main(["gate", "prompt", "--gates", str(gates), "--evidence", "evidence"]) == verdict
+    report = (pytester.path / "evidence" / "gates" / "prompt.md").read_text()
     assert f"run `run-42` {final}" in report
 
 
