@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from evidence_sample import COMMIT, item, run
-from nix_support import NIX, nix_config, run_nix, use_nix
+from nix_support import NIX, make_workspace, nix_config, run_nix, use_nix
 
 from choirci.cli import main
 from choirci.config import NixSettings
@@ -430,3 +430,45 @@ def test_key_specs_and_redaction() -> None:
     assert secret.redact("bad key grind-1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0 or "
                          "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0") == \
         "bad key [REDACTED:$S] or [REDACTED:$S]"
+
+
+# --------------------------------------------------------------------------- as an operator runs it
+
+
+def test_grind_run_gate_sign_copy_verify(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``pytest --grind`` on a workspace -> ``choirci gate`` -> ``choirci release sign`` ->
+    ``nix copy`` into a store that requires the grind signature -> ``choirci release verify``."""
+    use_nix(monkeypatch, pytester.path)
+    keys = Keys(pytester.path)
+    gates_dir = pytester.path / "gates"
+    gates_dir.mkdir()
+    (gates_dir / "promote.yaml").write_text(GATE)
+    make_workspace(pytester.path, {"alpha": "echo alpha > $out", "beta": "echo $dep_alpha > $out"},
+                   "closures:\n  alpha: ./pkg#alpha\n  beta: ./pkg#beta\n"
+                   f"nix:\n  lock_path: {pytester.path / 'build.lock'}\n"
+                   f"gates: {gates_dir}\n")
+    (pytester.path / ".gitignore").write_text((pytester.path / ".gitignore").read_text()
+                                              + "keys/\ngates/\nprod/\nflake-registry.json\n"
+                                              # what pytester itself leaves in the dir
+                                              + "runpytest-*\nstdout\nstderr\n")
+    subprocess.run(["git", "add", "-A"], cwd=pytester.path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "ignore"],
+                   cwd=pytester.path, check=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=pytester.path,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""
+    result = pytester.runpytest_subprocess("--grind", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    directory = pytester.path / "evidence"
+    monkeypatch.chdir(pytester.path)
+    assert main(["gate", "promote"]) == 0
+    assert main(["release", "sign", "--gate", "promote", "--nix-key", str(keys.nix_file),
+                 "--ssh-key", str(keys.ssh_file)]) == 0
+    record = json.loads((directory / "choirci.json").read_text())
+    outs = [v for i in record["runs"][0]["items"] for k, v in i["properties"] if k == "out_path"]
+    assert len(outs) == 2
+    copied = prod_copy(pytester.path, keys, *outs)
+    assert copied.returncode == 0, copied.stderr
+    assert verify_cmd(directory, keys, "--identity", SSH_ID) == 0
+    assert f"OK, signed by {SSH_ID}: gate promote pass" in capsys.readouterr().out
