@@ -472,3 +472,23 @@ def test_grind_run_gate_sign_copy_verify(pytester: pytest.Pytester, monkeypatch:
     assert copied.returncode == 0, copied.stderr
     assert verify_cmd(directory, keys, "--identity", SSH_ID) == 0
     assert f"OK, signed by {SSH_ID}: gate promote pass" in capsys.readouterr().out
+
+
+def test_an_old_nix_without_store_sign_is_probed_and_uses_sign_paths(tmp_path: Path) -> None:
+    """``nix store sign`` is tried first; a Nix that does not know it (before 2.4) is asked
+    for ``nix sign-paths`` with the same flags, and extra_args go on both."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "nix"
+    fake.write_text("#!/bin/sh\n"
+                    f'echo "$*" >> {calls}\n'
+                    'case "$*" in *" store sign "*) echo "error: \'store\' is not a recognised '
+                    'command" >&2; exit 1;; esac\n')
+    fake.chmod(0o755)
+    nix = Nix(binary=str(fake), extra_args=("--option", "x", "y"))
+    sign.sign_paths(nix, sign.Secret(source="$K", text="k:abcd\n"), ["/nix/store/a-x"])
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2
+    assert " store sign --option x y --key-file " in lines[0] and lines[0].endswith(
+        "--recursive /nix/store/a-x")
+    assert " sign-paths --option x y --key-file " in lines[1]
+    assert "abcd" not in calls.read_text()  # a temporary key file, never the key in argv

@@ -137,7 +137,11 @@ def file_digests(directory: Path) -> tuple[dict[str, str], list[str]]:
         if path.is_symlink():
             odd.append(f"{relative} (a symlink)")
         elif path.is_file():
-            digests[relative] = sha256_file(path)
+            try:
+                digests[relative] = sha256_file(path)
+            except OSError as exc:
+                raise ChoirciError(f"{path}: unreadable evidence file ({exc.strerror or exc}); "
+                                   "fix its permissions") from None
         elif not path.is_dir():
             odd.append(f"{relative} (not a regular file)")
     return digests, odd

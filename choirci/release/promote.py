@@ -259,11 +259,11 @@ def verify_evidence(directory: Path, allowed_signers: Path, identity: str | None
         line = f"not signed: {missing[0]} is missing (sign with `choirci release sign`)"
         return Verified((line,))
     text = path.read_text(encoding="utf-8")
-    principals = sign.ssh_principals(sig, allowed_signers, ssh_program)
+    principals, said = sign.ssh_principals(sig, allowed_signers, ssh_program)
     if not principals or (identity is not None and identity not in principals):
         whom = f" for identity {identity}" if identity else ""
         line = (f"untrusted: {bundle_mod.SIGNATURE} is signed by a key not allowed{whom} in "
-                f"{allowed_signers}")
+                f"{allowed_signers}{f' (ssh-keygen: {said})' if said else ''}")
         return Verified((line,))
     chosen = identity or principals[0]
     reason = sign.ssh_verify(text, sig, allowed_signers, chosen, program=ssh_program)

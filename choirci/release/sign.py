@@ -32,7 +32,7 @@ from pathlib import Path
 from choirci import proc
 from choirci.errors import ChoirciError
 from choirci.nix.adapter import Nix, NixError
-from choirci.nix.formats import parse_path_info
+from choirci.nix.formats import parse_path_info, unknown_command
 from choirci.nix.hashes import FormatError
 from choirci.proc import CommandResult
 from choirci.release.manifest import Manifest
@@ -189,6 +189,9 @@ def sign_paths(nix: Nix, secret: Secret, paths: Sequence[str], *, recursive: boo
     with key_file(secret) as key:
         flags = ["--key-file", str(key), *(["--recursive"] if recursive else [])]
         result = nix.run(nix.argv("store", "sign", *flags, *paths))
+        if not result.ok and unknown_command(result.stderr):
+            # Probed, not guessed from the version: Nix before 2.4 calls it `nix sign-paths`.
+            result = nix.run(nix.argv("sign-paths", *flags, *paths))
     if not result.ok:
         raise _failed(result, secret, "signing the closures",
                       "check the key is a Nix secret key and the paths are in the store")
@@ -312,11 +315,14 @@ def ssh_public_key(secret: Secret, program: str = "ssh-keygen") -> str:
     return " ".join(result.stdout.split()[:2])
 
 
-def ssh_principals(signature: Path, allowed_signers: Path, program: str = "ssh-keygen") -> list[str]:
-    """The identities of ``allowed_signers`` whose key made ``signature`` (empty: none)."""
+def ssh_principals(signature: Path, allowed_signers: Path,
+                   program: str = "ssh-keygen") -> tuple[list[str], str]:
+    """(the identities of ``allowed_signers`` whose key made ``signature``, ssh-keygen's
+    word when there are none: ``No principal matched.``, or why it could not tell)."""
     result = proc.run([program, "-Y", "find-principals", "-s", str(signature),
                        "-f", str(allowed_signers)], timeout=SSH_TIMEOUT)
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.ok else []
+    found = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    return (found, "") if result.ok and found else ([], _last(result.stderr))
 
 
 def ssh_verify(data: str, signature: Path, allowed_signers: Path, identity: str,
