@@ -547,3 +547,18 @@ def test_an_interrupted_run_is_incomplete_not_refused(tmp_path: Path,
                                                                status="incomplete"),)))
     assert main(["gate", "phase-2", "--evidence", str(directory)]) == 3
     assert capsys.readouterr().out.startswith("choirci: gate phase-2: INCOMPLETE")
+
+
+def test_a_run_starting_in_the_dir_can_archive_every_old_verdict(tmp_path: Path) -> None:
+    """What the recorder calls at session start (and `choirci gate` for other records)."""
+    folder = tmp_path / "gates"
+    folder.mkdir()
+    for name, body in (("phase-1.json", '{"record_sha256": "a"}'), ("phase-1.md", "# old"),
+                       ("orphan.md", "# no json"), ("phase-2.json", "not json")):
+        (folder / name).write_text(body)
+    kept = evidence.archive_stale_gates(tmp_path, "a")
+    assert sorted(p.name for p in kept) == ["orphan.md", "phase-2.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["phase-1.json", "phase-1.md", "stale"]
+    assert len(evidence.archive_stale_gates(tmp_path)) == 2
+    assert sorted(p.name for p in (folder / "stale").iterdir()) == [
+        "orphan.md", "phase-1.json", "phase-1.md", "phase-2.json"]

@@ -211,19 +211,21 @@ def archive_stale_gates(directory: Path, digest: str = "") -> list[Path]:
     verdicts of the old one. ``digest=""`` moves them all (a run starting in the dir)."""
     moved = []
     folder = directory / "gates"
+    current = set()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             data = None
-        if isinstance(data, dict) and data.get("record_sha256") == digest:
-            continue
-        for stale in (path, path.with_suffix(".md")):
-            if stale.exists():
-                target = folder / "stale" / stale.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                stale.replace(target)
-                moved.append(target)
+        if digest and isinstance(data, dict) and data.get("record_sha256") == digest:
+            current.add(path.stem)
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.md")) \
+            if folder.is_dir() else []:
+        if path.stem not in current and path.is_file():
+            target = folder / "stale" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
+            moved.append(target)
     return moved
 
 
