@@ -201,6 +201,14 @@ def test_passing_gate_signs_paths_that_a_require_sigs_store_accepts(
     assert data["nix_key"] == keys.nix_public and data["gates_sha256"]
     assert verify_cmd(directory, keys, "--identity", SSH_ID) == 0
     assert f"OK, signed by {SSH_ID}: gate promote pass for commit {COMMIT}" in capsys.readouterr().out
+    # On production: the evidence and the signed paths on its store.
+    assert verify_cmd(directory, keys, "--store", str(tmp_path / "prod")) == 0
+    assert f"each on {tmp_path / 'prod'} with a valid signature" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert verify_cmd(directory, keys, "--store", str(tmp_path / "empty")) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(x.strip().startswith("store: /nix/store/") and
+                                   x.endswith(f"is not on {tmp_path / 'empty'}") for x in lines)
 
 
 def test_manifest_paths_must_carry_the_grind_signature_on_the_target_store(
@@ -492,3 +500,21 @@ def test_an_old_nix_without_store_sign_is_probed_and_uses_sign_paths(tmp_path: P
         "--recursive /nix/store/a-x")
     assert " sign-paths --option x y --key-file " in lines[1]
     assert "abcd" not in calls.read_text()  # a temporary key file, never the key in argv
+
+
+def test_key_locations_flag_then_config_then_default_variable(tmp_path: Path) -> None:
+    """The flag wins; then ``release.<kind>_signing_key`` once the config has it (relative to
+    the config file); then ``$CHOIRCI_<KIND>_SIGNING_KEY``; else one line saying all three."""
+    from types import SimpleNamespace
+
+    from choirci.commands.release import key_spec
+    cfg = SimpleNamespace(path=tmp_path / "choirci.yaml", root=tmp_path,
+                          release=SimpleNamespace(nix_signing_key="keys/grind.sec",
+                                                  ssh_signing_key="env:OPS_EVIDENCE"))
+    env = {"CHOIRCI_NIX_SIGNING_KEY": "x", "CHOIRCI_SSH_SIGNING_KEY": "y"}
+    assert key_spec("nix", "/k", cfg, env) == "/k"  # type: ignore[arg-type]
+    assert key_spec("nix", None, cfg, env) == str(tmp_path / "keys/grind.sec")  # type: ignore[arg-type]
+    assert key_spec("ssh", None, cfg, env) == "env:OPS_EVIDENCE"  # type: ignore[arg-type]
+    assert key_spec("ssh", None, None, env) == "env:CHOIRCI_SSH_SIGNING_KEY"
+    with pytest.raises(sign.KeyError_, match=r"^no SSH signing key: give --ssh-key FILE"):
+        key_spec("ssh", None, None, {})

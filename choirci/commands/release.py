@@ -25,6 +25,7 @@ from choirci.config import Config, NixSettings
 from choirci.errors import ChoirciError
 from choirci.nix.adapter import Nix
 from choirci.release import promote, sign
+from choirci.release.verify import check_store_exists
 
 HELP = "sign a run that passed its gate (Nix store paths + evidence), verify signed evidence"
 
@@ -71,8 +72,12 @@ signed. Each problem is one line: edited, missing or added files, an untrusted k
 allowed_signers lines look like:
   grind-evidence namespaces="choirci-evidence" ssh-ed25519 AAAAC3Nz...
 
-example:
+With --store, also check that every signed closure is on that store (e.g. production's)
+carrying a valid signature by the Nix key the bundle names.
+
+examples:
   choirci release verify evidence/ --allowed-signers ops/allowed_signers --identity grind-evidence
+  choirci release verify evidence/ --allowed-signers ops/allowed_signers --store ssh://choiros-prod
 """
 
 # config key (release.<key>, proposed) and default environment variable, per key kind
@@ -109,6 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     verifier.add_argument("--identity", metavar="ID", default=None,
                           help="require this identity of allowed_signers (default: any whose "
                           "key made the signature)")
+    verifier.add_argument("--store", metavar="URI", default=None,
+                          help="also check every signed closure is on this Nix store (e.g. "
+                          "ssh://choiros-prod, or 'local') with a valid signature by the "
+                          "bundle's Nix key")
+    add_config_argument(verifier, CONFIG_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,8 +140,11 @@ def key_spec(kind: str, flag: str | None, cfg: Config | None,
     if flag:
         return flag
     configured = getattr(cfg.release, setting, None) if cfg is not None else None
-    if isinstance(configured, str) and configured:
-        return configured
+    if isinstance(configured, (str, Path)) and str(configured):
+        text = str(configured)
+        if text.startswith(sign.ENV_PREFIX) or Path(text).is_absolute() or cfg is None:
+            return text
+        return str((cfg.path.parent if cfg.path else cfg.root) / text)  # relative to the file
     if (os.environ if env is None else env).get(variable):
         return f"env:{variable}"
     raise sign.KeyError_(f"no {kind.upper() if kind == 'ssh' else 'Nix'} signing key: give "
@@ -172,7 +185,15 @@ def run_sign(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     if not args.evidence.is_dir():
         raise ChoirciError(f"{args.evidence}: no such evidence dir")
-    result = promote.verify_evidence(args.evidence, args.allowed_signers, args.identity)
+    store = None
+    if args.store:
+        cfg = optional_config(args.config)
+        uri = None if args.store == "local" else args.store
+        check_store_exists(uri)
+        store = (Nix.from_settings(cfg.nix if cfg else NixSettings(), None, store=uri),
+                 args.store if uri else "the local store")
+    result = promote.verify_evidence(args.evidence, args.allowed_signers, args.identity,
+                                     store=store)
     for line in result.problems:
         print(f"  {line}")
     made = result.bundle
@@ -183,10 +204,11 @@ def run_verify(args: argparse.Namespace) -> int:
     assert made is not None  # no problem means the bundle was read
     for note in result.notes:
         print(f"  note: {note}")
+    on = f", each on {store[1]} with a valid signature" if store else ""
     print(f"choirci: release verify: {args.evidence}: OK, signed by {result.identity}: gate "
           f"{made.gate} {made.verdict} for commit {made.commit}, {len(made.files)} evidence "
           f"files as signed, {len(made.closures)} closure output(s) signed with Nix key "
-          f"{made.nix_key}")
+          f"{made.nix_key}{on}")
     for closure in made.closures:
         print(f"  {closure.name}.{closure.output}: {closure.path} ({closure.nar_hash})")
     return 0

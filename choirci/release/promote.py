@@ -248,8 +248,10 @@ def sign_evidence(directory: Path, passed: PassedGate, nix: Nix, nix_key: sign.S
 
 
 def verify_evidence(directory: Path, allowed_signers: Path, identity: str | None = None,
-                    ssh_program: str = "ssh-keygen") -> Verified:
-    """Every way ``directory`` differs from what was signed, one line each (none: verified)."""
+                    ssh_program: str = "ssh-keygen", store: tuple[Nix, str] | None = None) -> Verified:
+    """Every way ``directory`` differs from what was signed, one line each (none: verified).
+    ``store`` (a Nix on it, its name): also each signed closure must be there, carrying a
+    valid signature by the bundle's Nix key."""
     if not allowed_signers.is_file():
         raise ChoirciError(f"--allowed-signers {allowed_signers}: no such file; it holds lines "
                            "'IDENTITY namespaces=\"choirci-evidence\" ssh-ed25519 AAAA...'")
@@ -278,5 +280,10 @@ def verify_evidence(directory: Path, allowed_signers: Path, identity: str | None
     if dict(made.files).get(evidence.RECORD) != made.record_sha256:
         problems.insert(0, f"record: the bundle's record_sha256 is not the sha256 it lists for "
                         f"{evidence.RECORD}")
+    if store is not None and not problems:
+        nix, where = store
+        found = sign.signature_problems(nix, sorted({c.path for c in made.closures}),
+                                        made.nix_key, where)
+        problems += [f"store: {reason}" for _path, reason in sorted(found.items())]
     notes = (f"custom gates (sha256 {made.gates_sha256[:12]})",) if made.gates_sha256 else ()
     return Verified(tuple(problems), made, chosen, notes)
