@@ -562,3 +562,32 @@ def test_a_run_starting_in_the_dir_can_archive_every_old_verdict(tmp_path: Path)
     assert len(evidence.archive_stale_gates(tmp_path)) == 2
     assert sorted(p.name for p in (folder / "stale").iterdir()) == [
         "orphan.md", "phase-1.json", "phase-1.md", "phase-2.json"]
+
+
+def current_system(path: str, host: str = "prod") -> ItemResult:
+    """A bundled host check that reported /run/current-system (none records it yet)."""
+    return host_check("test_nixos_rollback_generation", host, module="test_deploy.py",
+                      properties=(("current_system", path),))
+
+
+def test_phase_4_converged_when_the_host_runs_the_built_toplevel() -> None:
+    built = nixos("grind-system", "true")
+    toplevel = built.prop("out_path") or ""
+    found = met("phase-4", "EC2 host converges", (built, current_system(toplevel)))
+    assert found.met and "closures::grind-system" in found.checked_by
+    other = met("phase-4", "EC2 host converges", (built, current_system("/nix/store/x-old")))
+    assert not other.met and "host prod runs /nix/store/x-old, not a toplevel" in other.reasons[0]
+    nothing_built = met("phase-4", "EC2 host converges", (current_system(toplevel),))
+    assert "no NixOS system toplevel was built" in nothing_built.reasons[0]
+    fake = item("tests/test_x.py::test_converged", "hosts", "t", "c", markers=("host",),
+                properties=(("current_system", toplevel),))
+    assert not met("phase-4", "EC2 host converges", (built, fake)).met
+
+
+def test_the_promoted_sha_equals_the_release_a_manifest_check_reports() -> None:
+    link = host_check("test_manifest_link", "prod", module="test_release.py", param="sandbox",
+                      properties=(("release_sha", OTHER),))
+    assert f"host prod reports release {OTHER}" in release_reasons((SMOKE, DOMAIN, link))
+    same = host_check("test_manifest_link", "prod", module="test_release.py", param="sandbox",
+                      properties=(("release_sha", SHA),))
+    assert release_reasons((SMOKE, DOMAIN, same)) == ""

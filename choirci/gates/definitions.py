@@ -28,7 +28,9 @@ must have: a value, a list of values, or ``true`` for "recorded"). Record-level 
 stand alone: ``release: grind_sha|promoted_sha|domain|prompt``, ``tree: clean``,
 ``run: pass`` (the run verdict) and ``repeat: closures`` (every closure of this run was
 substituted from a binary cache, a baseline run given with ``--history`` built the same
-derivations cold, and this run's build was faster). Selectors match only choirci's own items (closures, loops,
+derivations cold, and this run's build was faster) and ``current_system: toplevel`` (every
+host that reported its ``/run/current-system`` runs the NixOS toplevel this run built; no
+report is no pass). Selectors match only choirci's own items (closures, loops,
 rust, release and the bundled host checks) unless the gate says ``user_tests: true``.
 
 Gate-level keys beyond the checklist: ``dirty_tree: allowed`` (every gate fails on a dirty
@@ -65,7 +67,8 @@ AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
 MARKERS = ("nix", "rust", "host", "loop")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CHECK = re.compile(r"(test_[A-Za-z0-9_]+\.py)::(test_[A-Za-z0-9_]+)")
-RECORD_SELECTORS = {"tree": ("clean",), "run": ("pass",), "repeat": ("closures",)}
+RECORD_SELECTORS = {"tree": ("clean",), "run": ("pass",), "repeat": ("closures",),
+                    "current_system": ("toplevel",)}
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,12 @@ class Selector:
     tree: str | None = None
     run: str | None = None
     repeat: str | None = None
+    current_system: str | None = None
 
     @property
     def on_results(self) -> bool:
         """Whether the selector reads the run's own results (not a file or a fact)."""
-        return bool(self.match or self.run or self.repeat)
+        return bool(self.match or self.run or self.repeat or self.current_system)
 
     def describe(self) -> str:
         if self.release:
@@ -92,6 +96,8 @@ class Selector:
             return f"run verdict {self.run}"
         if self.repeat:
             return f"a cached repeat of a baseline build of the {self.repeat}"
+        if self.current_system:
+            return "the host's /run/current-system is the built NixOS toplevel"
         parts = [f"{k}={v}" for k, v in self.match]
         parts += [f"where {k} in {'|'.join(v)}" for k, v in self.where]
         parts += [f"expect {k}{' in ' + '|'.join(v) if v else ' recorded'}" for k, v in self.expect]

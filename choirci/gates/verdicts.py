@@ -156,6 +156,8 @@ def check(selector: Selector, record: RunRecord, release: ReleaseRecord,
     """(problems, node ids that matched) for one selector."""
     if selector.repeat:
         return repeat_problems(record, baselines)
+    if selector.current_system:
+        return converged_problems(record)
     if selector.release:
         problem = fact_problem(release, selector.release, record)
         return ([f"release {selector.release}: {problem}"] if problem else []), []
@@ -269,6 +271,27 @@ def repeat_problems(record: RunRecord,
     missing = (f"no baseline run built the same {len(drvs)} derivation(s) cold; pass "
                "--history DIR of a run in which every closure was built")
     return failed[:1] or [missing], []
+
+
+def converged_problems(record: RunRecord) -> tuple[list[str], list[str]]:
+    """Hosts converged: a bundled host check reported the host's ``/run/current-system``
+    (property ``current_system``) and it is the NixOS system toplevel built in this run."""
+    built = {i.prop("out_path"): i for i in _closures(record)
+             if i.outcome == PASSED and i.prop("nixos_system") == "true"}
+    reports = [i for i in record.items if check_of(i) and i.prop("current_system")]
+    if not reports:
+        return [("no host check recorded the host's /run/current-system (none of the bundled "
+                "checks reads it yet), so nothing shows it runs the built NixOS toplevel")], []
+    if not built:
+        return [("no NixOS system toplevel was built in this run (no closure with "
+                "nixos_system=true passed)")], []
+    problems = [f"{i.nodeid} {i.outcome}" for i in reports if i.outcome != PASSED]
+    problems += [f"host {i.host or '?'} runs {i.prop('current_system')}, not a toplevel this "
+                 f"run built ({', '.join(sorted(str(p) for p in built))})"
+                 for i in reports if i.outcome == PASSED and i.prop("current_system") not in built]
+    matched = [i.nodeid for i in reports] + [built[i.prop("current_system")].nodeid
+                                             for i in reports if i.prop("current_system") in built]
+    return problems, ([] if problems else list(dict.fromkeys(matched)))
 
 
 def tree_problems(record: RunRecord) -> list[str]:

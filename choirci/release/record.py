@@ -7,7 +7,8 @@
 
 :func:`fact_problem` is strict: the grind SHA and the promoted SHA are full 40-hex commit ids
 and equal; the promoted SHA also equals what a host reported where a bundled host check
-recorded it (``workspace_head`` of ``test_state.py::test_workspace_clean``); the domain counts
+recorded it (``workspace_head`` of ``test_state.py::test_workspace_clean``, ``release_sha`` of
+the ``test_release.py`` manifest checks); the domain counts
 as tested only when a bundled ``test_http.py::test_domain_login`` check for exactly that
 domain executed and passed (real requests, not the config string).
 """
@@ -23,7 +24,10 @@ from choirci.evidence.record import ItemResult, RunRecord
 SMOKE_NODEID = "release::prompt_smoke"
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 DOMAIN_CHECK = "test_http.py::test_domain_login"
-HEAD_CHECK = "test_state.py::test_workspace_clean"
+# What a promoted host says about its commit, where a bundled check recorded it:
+# (description, property, check module or module::function).
+HOST_REPORTS = (("workspace HEAD", "workspace_head", "test_state.py::test_workspace_clean"),
+                ("release", "release_sha", "test_release.py::"))
 
 
 @dataclass(frozen=True)
@@ -145,10 +149,12 @@ def _promoted_problem(release: ReleaseRecord, record: RunRecord) -> str | None:
                 "promote the commit that was tested")
     for item in record.items:
         check = check_of(item)
-        head = item.prop("workspace_head")
-        if check and check[0] == HEAD_CHECK and head and head != promoted:
-            return (f"host {item.host or '?'} reports workspace HEAD {head}, not the promoted "
-                    f"SHA {promoted} ({item.nodeid})")
+        reported = [(what, item.prop(name)) for what, name, module in HOST_REPORTS
+                    if check and check[0].startswith(module) and item.prop(name)]
+        for what, value in reported:
+            if value != promoted:
+                return (f"host {item.host or '?'} reports {what} {value}, not the promoted "
+                        f"SHA {promoted} ({item.nodeid})")
     return None
 
 
