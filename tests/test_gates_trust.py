@@ -17,8 +17,8 @@ from choirci.errors import ConfigError
 from choirci.evidence import files as evidence
 from choirci.evidence.record import ItemResult, RunRecord
 from choirci.evidence.redact import Redactor
+from choirci.gates import bundled, verdicts
 from choirci.gates import definitions as gates
-from choirci.gates import verdicts
 from choirci.release.record import release_record
 
 OTHER = "0123456789abcdef0123456789abcdef01234567"
@@ -56,7 +56,7 @@ def phase1_run(commit: str = COMMIT, auth: str = "passed", **kw: object) -> RunR
 # ---------------------------------------------------------------- 1. lookalike tests
 
 
-CHECK_NAMES = sorted({f for fs in gates.bundled_checks().values() for f in fs})
+CHECK_NAMES = sorted({f for fs in bundled.checks().values() for f in fs})
 HOSTISH = ["hypervisor", "sandbox-live", "grind", "prod", "hypervisor-1", "live", "dev"]
 
 

@@ -46,9 +46,7 @@ results is refused: it could pass on files alone. Evaluation lives in
 
 from __future__ import annotations
 
-import ast
 import difflib
-import functools
 import hashlib
 import importlib.resources
 import re
@@ -59,6 +57,7 @@ from typing import Any
 from choirci.config.yamlpos import Located, load_yaml
 from choirci.config.yamlpos import describe as _describe
 from choirci.errors import ConfigError
+from choirci.gates import bundled
 
 MATCH_KEYS = ("closure", "loop", "rust", "node", "area", "marker", "host", "check", "param")
 SELECTOR_KEYS = (*MATCH_KEYS, "where", "expect")
@@ -66,7 +65,6 @@ RELEASE_FACTS = ("grind_sha", "promoted_sha", "domain", "prompt")
 AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
 MARKERS = ("nix", "rust", "host", "loop")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-CHECK = re.compile(r"(test_[A-Za-z0-9_]+\.py)::(test_[A-Za-z0-9_]+)")
 RECORD_SELECTORS = {"tree": ("clean",), "run": ("pass",), "repeat": ("closures",),
                     "current_system": ("toplevel",)}
 
@@ -355,40 +353,13 @@ def _selector(c: _Check, value: Any, path: str) -> Selector:
             raise c.fail(f"{path}.{key}", f"unknown {key} {value_!r}; use one of {', '.join(allowed)}")
     keys = dict(match)
     if "check" in keys:
-        _bundled_check(c, keys["check"], f"{path}.check")
+        problem = bundled.problem(keys["check"])
+        if problem:
+            raise c.fail(f"{path}.check", problem)
     elif "param" in keys:
         raise c.fail(f"{path}.param", "'param' narrows a 'check:'; name the check too")
     return Selector(match=match, where=_props(c, raw.get("where"), f"{path}.where"),
                     expect=_props(c, raw.get("expect"), f"{path}.expect"))
-
-
-def _bundled_check(c: _Check, value: str, path: str) -> None:
-    found = CHECK.fullmatch(value)
-    checks = bundled_checks()
-    if not found:
-        raise c.fail(path, f"{value!r}: name a bundled check by module and function, e.g. "
-                     "'test_http.py::test_sandbox_health' (never a bare name or a glob)")
-    module, function = found.groups()
-    if module not in checks:
-        raise c.fail(path, f"no bundled check module {module}; known: {', '.join(sorted(checks))}")
-    if function not in checks[module]:
-        hint = difflib.get_close_matches(function, checks[module], n=1)
-        did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
-        raise c.fail(path, f"{module} has no check {function}; {did_you_mean}known: "
-                     f"{', '.join(checks[module])}")
-
-
-@functools.lru_cache(maxsize=1)
-def bundled_checks() -> dict[str, tuple[str, ...]]:
-    """Module file name -> the test functions it defines, for the checks choirci ships."""
-    root = Path(str(importlib.resources.files("choirci.checks")))
-    found = {}
-    for path in sorted(root.glob("test_*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        found[path.name] = tuple(node.name for node in tree.body
-                                 if isinstance(node, ast.FunctionDef)
-                                 and node.name.startswith("test_"))
-    return found
 
 
 def _record_selector(c: _Check, raw: dict[str, Any], path: str) -> Selector:
