@@ -143,8 +143,11 @@ def run(
         kill_group(proc)
         raise
     finally:
+        # One grace period for both streams: output still held open by a process outside the
+        # group (an ssh ControlMaster) is not waited for.
+        deadline = time.monotonic() + KILL_GRACE
         for thread in readers:
-            thread.join(timeout=KILL_GRACE)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
     return CommandResult(
         argv=tuple(argv),
         returncode=proc.returncode,
@@ -243,17 +246,42 @@ class _Sink:
 def _reader(
     pipe: IO[bytes] | None, sink: _Sink, callback: LineCallback | None
 ) -> threading.Thread:
+    def emit(raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        sink.append(line)
+        if callback is not None:
+            callback(line.rstrip("\n"))
+
+    # The thread reads its own duplicate of the descriptor, not the buffered file: a
+    # grandchild (an ssh ControlMaster is handed the client's stdio) may hold the pipe open
+    # after a timeout, and a thread blocked in readline holds the file's lock, so closing the
+    # file (Popen's clean-up) would wait for that grandchild.
+    fd = os.dup(pipe.fileno()) if pipe is not None else -1
+
     def pump() -> None:
-        if pipe is None:
+        if fd < 0:
             return
-        # Bounded reads: a gigabyte without a newline must not become one gigabyte string.
-        for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
-            line = raw.decode("utf-8", errors="replace")
-            sink.append(line)
-            if callback is not None:
-                callback(line.rstrip("\n"))
-        pipe.close()
+        # Bounded lines: a gigabyte without a newline must not become one gigabyte string.
+        pending = b""
+        try:
+            while chunk := _read(fd):
+                pending += chunk
+                while (cut := pending.find(b"\n")) >= 0 or len(pending) >= MAX_LINE:
+                    size = cut + 1 if 0 <= cut < MAX_LINE else MAX_LINE
+                    emit(pending[:size])
+                    pending = pending[size:]
+            if pending:
+                emit(pending)
+        finally:
+            os.close(fd)
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     return thread
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:
+        return b""

@@ -116,3 +116,16 @@ def test_the_guard_is_invisible_to_callers() -> None:
     assert proc.pdeathsig_prefix()[:3] == (proc.pdeathsig_prefix()[0], "--pdeathsig", "KILL")
     result = proc.run(["sh", "-c", "exit 7"])
     assert result.argv == ("sh", "-c", "exit 7") and result.returncode == 7
+
+
+def test_a_timeout_returns_while_another_session_holds_the_output(tmp_path: Path) -> None:
+    """An ssh ControlMaster gets the client's stdout/stderr and outlives the killed client: the
+    run must still return at its timeout (plus the grace), not when that holder lets go."""
+    pidfile = tmp_path / "holder.pid"
+    started = time.monotonic()
+    result = proc.run(["sh", "-c", f"setsid sleep 30 & echo $! > {pidfile}; echo started; sleep 30"],
+                      timeout=1.0)
+    elapsed = time.monotonic() - started
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert result.timed_out and result.stdout == "started\n"
+    assert elapsed < 1.0 + 2 * proc.KILL_GRACE, elapsed
