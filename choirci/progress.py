@@ -117,7 +117,7 @@ def write_above_row(reporter: Any, line: str) -> None:
     """A line of its own, then the progress row resumes with its prefix (``closures ...``)
     instead of continuing as a bare ``.`` under our line."""
     row = reporter.currentfspath
-    if not row and getattr(reporter._tw, "width_of_current_line", 0):
+    if not row and int(getattr(reporter._tw, "width_of_current_line", 0) or 0):
         reporter.write("\n")  # a row pytest does not track (xdist's): end it first
     reporter.write_line(line)
     if isinstance(row, Path):

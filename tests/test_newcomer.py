@@ -228,3 +228,14 @@ def test_progress_from_xdist_workers_reaches_the_terminal(pytester: pytest.Pytes
     result = pytester.runpytest_subprocess("--grind", "--area", "loops", "--python-tests",
                                            "-p", "no:cacheprovider", "-n", "2")
     result.stdout.re_match_lines([r"^\[gw[01]\] choirci: progress while an item runs$"])
+
+
+def test_a_new_run_moves_the_old_runs_gate_verdicts_aside(workspace: pytest.Pytester) -> None:
+    """A verdict judged another run's record: it must not sit beside the new record."""
+    gates = workspace.path / "evidence" / "gates"
+    gates.mkdir(parents=True)
+    (gates / "phase-1.json").write_text('{"gate": "phase-1", "verdict": "pass"}')
+    (gates / "phase-1.md").write_text("PASS\n")
+    workspace.runpytest("--grind", "--area", "loops")
+    assert not (gates / "phase-1.json").exists()
+    assert (gates / "stale" / "phase-1.json").read_text() == '{"gate": "phase-1", "verdict": "pass"}'

@@ -126,12 +126,13 @@ def test_an_all_skipped_run_is_a_fail(pytester: pytest.Pytester) -> None:
     assert "**Verdict: FAIL** (2 skipped)" in report
 
 
-def test_a_missing_gates_dir_is_named(pytester: pytest.Pytester) -> None:
+def test_a_missing_gates_dir_is_named_before_anything_runs(pytester: pytest.Pytester) -> None:
+    """Known at start: a typo must not mean "no gates evaluated" after a whole run."""
     pytester.makefile(".yaml", choirci="gates: checks/gatez\n")
     pytester.makepyfile(test_ws="def test_a():\n    pass\n")
     result = pytester.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     missing = pytester.path / "checks" / "gatez"
-    result.stdout.fnmatch_lines([f"choirci: warning: gates not evaluated: gates dir {missing} "
-                                 "does not exist*"])
-    report = (pytester.path / "evidence" / "report.md").read_text()
-    assert f"## Gates\n\ngates not evaluated: gates dir {missing} does not exist" in report
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: choirci.yaml:1: gates: no such directory {missing}; "
+                                 "create it or remove the key*"])
+    assert not (pytester.path / "evidence").exists()

@@ -65,7 +65,7 @@ def outcomes(data: dict[str, Any]) -> dict[str, str]:
 
 
 def test_grind_run_writes_json_junit_and_report(workspace: pytest.Pytester) -> None:
-    result = workspace.runpytest("--grind", "-p", "no:cacheprovider")
+    result = workspace.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1 + 1, failed=1, skipped=1, xfailed=1, errors=1)
     result.stdout.fnmatch_lines([
         f"choirci: evidence written to {workspace.path / 'evidence'}",
@@ -88,7 +88,8 @@ def test_grind_run_writes_json_junit_and_report(workspace: pytest.Pytester) -> N
     assert items["test_ws.py::test_error"]["message"] == "RuntimeError: fixture broke"
     assert data["release"]["domain"] == "os.choir.chat"
     junit = (workspace.path / "evidence" / "junit.xml").read_text()
-    assert 'hostname="grind"' in junit and "[[PROPERTY|out_path=/nix/store/abc-sandbox]]" in junit
+    assert 'hostname="grind"' in junit and "  out_path: /nix/store/abc-sandbox" in junit
+    assert '<property name="out_path" value="/nix/store/abc-sandbox" />' in junit
 
 
 def test_without_grind_nothing_is_written(workspace: pytest.Pytester) -> None:
@@ -97,7 +98,7 @@ def test_without_grind_nothing_is_written(workspace: pytest.Pytester) -> None:
 
 
 def test_deselected_and_missing_results_are_recorded(workspace: pytest.Pytester) -> None:
-    workspace.runpytest("--grind", "-p", "no:cacheprovider", "-x", "-k", "not test_ok")
+    workspace.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider", "-x", "-k", "not test_ok")
     data = record(workspace)
     found = outcomes(data)
     assert found["test_ws.py::test_ok"] == "deselected"
@@ -107,7 +108,7 @@ def test_deselected_and_missing_results_are_recorded(workspace: pytest.Pytester)
 
 def test_collection_error_makes_the_run_incomplete(workspace: pytest.Pytester) -> None:
     workspace.makepyfile(test_broken="import nonexistent_module_xyz\n")
-    result = workspace.runpytest("--grind", "-p", "no:cacheprovider")
+    result = workspace.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: verdict INCOMPLETE*",
                                  "choirci: incomplete: the run is incomplete: stopped: 1 error during collection"])
     data = record(workspace)
@@ -116,7 +117,7 @@ def test_collection_error_makes_the_run_incomplete(workspace: pytest.Pytester) -
 
 
 def test_xdist_controller_writes_one_record_with_every_item(workspace: pytest.Pytester) -> None:
-    result = workspace.runpytest_subprocess("--grind", "-p", "no:cacheprovider", "-n", "2")
+    result = workspace.runpytest_subprocess("--grind", "--python-tests", "-p", "no:cacheprovider", "-n", "2")
     result.stdout.fnmatch_lines(["choirci: verdict FAIL*"])
     assert result.stdout.str().count("choirci: evidence written to") == 1
     data = record(workspace)
@@ -140,7 +141,7 @@ def test_tree_dirtied_by_the_run_is_flagged(workspace: pytest.Pytester) -> None:
     proc.run(["git", "add", "test_dirty.py"], cwd=workspace.path)
     proc.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "y"],
              cwd=workspace.path)
-    result = workspace.runpytest("--grind", "-p", "no:cacheprovider")
+    result = workspace.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: warning: the run dirtied the git tree: ?? report.txt"])
     tree = record(workspace)["runs"][0]["tree"]
     assert tree == {"before": [], "after": ["?? report.txt"]}  # evidence/ itself is excluded
@@ -169,7 +170,8 @@ def test_after():
 def spawn_blocked(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
     pytester.makefile(".yaml", choirci=CONFIG)
     pytester.makepyfile(test_block=BLOCKING)
-    child = pytester.popen([sys.executable, "-m", "pytest", "--grind", "-p", "no:cacheprovider"],
+    child = pytester.popen([sys.executable, "-m", "pytest", "--grind", "--python-tests",
+                            "-p", "no:cacheprovider"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -213,8 +215,9 @@ def test_hard_kill_leaves_the_start_record(pytester: pytest.Pytester) -> None:
 
 def test_unwritable_evidence_dir_is_a_one_line_usage_error(workspace: pytest.Pytester) -> None:
     (workspace.path / "blocker").write_text("a file, not a dir")
-    result = workspace.runpytest("--grind", "-p", "no:cacheprovider",
+    result = workspace.runpytest("--grind", "--python-tests", "-p", "no:cacheprovider",
                                  "--evidence-dir", "blocker/evidence")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*choirci: *blocker/evidence: cannot write evidence here*"])
+    result.stderr.fnmatch_lines(["ERROR: --evidence-dir: cannot write evidence to "
+                                 "*blocker/evidence (Not a directory); pass --evidence-dir=*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

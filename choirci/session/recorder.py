@@ -44,7 +44,7 @@ from choirci.evidence.record import (
 )
 from choirci.evidence.redact import Redactor
 from choirci.gates import definitions as gates
-from choirci.items import announcer
+from choirci.progress import announcer
 from choirci.session import evidence_dir, outcomes
 from choirci.settings import Settings
 
@@ -97,6 +97,8 @@ class Recorder:
             return
         self.started = now()
         self.start_state = workspace.state(self.settings.root, self.settings.evidence_dir)
+        # A new run in this dir invalidates the old run's gate verdicts (moved to gates/stale/).
+        evidence.archive_stale_gates(self.settings.evidence_dir)
         self._install_handlers()
         try:
             self._write(self._record(status="incomplete", reason="the run did not finish "
