@@ -18,12 +18,16 @@ ended normally fails too: nothing passes by omission. Never imports pytest.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import json
 import os
 import shlex
+import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +59,7 @@ class BinaryRun:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)  # per test, seconds
 
-    @property
+    @functools.cached_property
     def command(self) -> str:
         """The exact command, with a long list of test names shortened for the evidence."""
         if len(self.argv) <= COMMAND_NAMES_SHOWN + 10:
@@ -73,8 +77,8 @@ def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
     doc = plan.kind == cargo_mod.DOC
     everything = doc or set(names) == set(plan.listed)
     stamps: list[tuple[float, str]] = []
-    with tempfile.TemporaryDirectory(prefix="choirci-libtest-") as tmp:
-        logfile = str(Path(tmp) / "results.log")
+    logfile = str(_scratch() / f"{uuid.uuid4().hex}.log")
+    try:
         args = cargo_mod.run_args(names, everything=everything, threads=threads,
                                   ignored=ignored, logfile=logfile)
         if doc:
@@ -90,6 +94,8 @@ def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
         result = proc.run(argv, cwd=Path(cwd), env=env, timeout=timeout, max_output=MAX_OUTPUT,
                           on_stdout=lambda line: stamps.append((time.monotonic(), line)))
         logged = Path(logfile).read_text(errors="replace") if Path(logfile).exists() else None
+    finally:
+        Path(logfile).unlink(missing_ok=True)
     known = set(plan.listed)
     report = libtest.parse_run(result.stdout, known)
     if logged is not None:
@@ -104,6 +110,18 @@ def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
     # The recorded command names no temporary path: runs compare by their commands.
     shown = tuple("RESULTS.log" if arg == logfile else arg for arg in argv)
     return BinaryRun(shown, result.describe_exit(), result.duration, verdicts, durations)
+
+
+_SCRATCH: list[Path] = []
+
+
+def _scratch() -> Path:
+    """One private directory per process for libtest's logfiles (removed at exit)."""
+    if not _SCRATCH:
+        directory = Path(tempfile.mkdtemp(prefix="choirci-libtest-"))
+        atexit.register(shutil.rmtree, directory, True)
+        _SCRATCH.append(directory)
+    return _SCRATCH[0]
 
 
 def run_to_json(run: BinaryRun) -> str:
