@@ -84,7 +84,10 @@ def test_hypervisor_auth_gate(host: Any, protected_path: str, host_checks: HostC
     url = f"{host_checks.hypervisor_url}{protected_path}"
     response = http_get(host, url, host_checks.http_timeout, what="hypervisor")
     status, expected = response.status, "a non-allow-listed path must answer 303 -> /login"
-    if status == 303 and urlparse(response.location).path == "/login":
+    location = urlparse(response.location)
+    # /login on this hypervisor or one of its domains; a redirect to another site's /login is not the gate
+    own = {urlparse(host_checks.hypervisor_url).hostname, *host_checks.domains}
+    if status == 303 and location.path == "/login" and (not location.netloc or location.hostname in own):
         return
     if 200 <= status < 300:
         fail(f"hypervisor auth gate OPEN: unauthenticated GET {url} answered {response.describe()}; "

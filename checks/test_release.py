@@ -148,7 +148,7 @@ def test_manifest_in_store(host: Any, closure: str, release_manifest: Manifest,
                            record_property: Any) -> None:
     record = _record(release_manifest, closure)
     paths = [o.path for o in record.outputs]
-    states = parse_store(run(host, store_command(paths), "nix-store/test").stdout)
+    states = parse_store(check(host, store_command(paths), "nix-store/test").stdout)
     problems = []
     for path in paths:
         state = states.get(path)
@@ -170,7 +170,7 @@ def test_manifest_gc_root(host: Any, closure: str, release_manifest: Manifest,
         pytest.skip("host_checks.manifest_gc_roots is off")
     record = _record(release_manifest, closure)
     paths = [o.path for o in record.outputs]
-    states = parse_store(run(host, store_command(paths), "nix-store/test").stdout)
+    states = parse_store(check(host, store_command(paths), "nix-store/test").stdout)
     absent = [p for p in paths if p not in states or not states[p].exists or states[p].valid is False]
     if absent:
         pytest.skip(f"{', '.join(absent)} not in the host's store (test_manifest_in_store reports it)")

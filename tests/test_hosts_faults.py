@@ -78,10 +78,12 @@ def test_a_body_that_never_ends_is_an_error_not_a_pass(pytester: pytest.Pytester
         (Route(403), "failed", "*auth gate closed but not as the contract says: * answered 403 Forbidden*"),
         (Route(502), "failed", "*hypervisor BROKEN: unauthenticated GET */admin answered 502 Bad Gateway*"),
         (Route(303, headers={"Location": "/elsewhere"}), "failed", "*answered 303 See Other -> /elsewhere*"),
+        (Route(303, headers={"Location": "http://elsewhere.example/login"}), "failed",
+         "*answered 303 See Other -> http://elsewhere.example/login*"),
         (Route(303, headers={"Location": "/login"}), "passed", "*1 passed*"),
         (Route(303, headers={"Location": "/login"}, hang=30), "errors", "*curl exit 28 (timed out)*"),
     ],
-    ids=["open", "401", "403", "502", "redirect-elsewhere", "closed", "timeout"],
+    ids=["open", "401", "403", "502", "redirect-elsewhere", "other-site-login", "closed", "timeout"],
 )
 def test_auth_gate_open_closed_broken(pytester: pytest.Pytester, plain_host: HostUnderTest,
                                       route: Route, verdict: str, line: str) -> None:

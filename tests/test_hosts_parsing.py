@@ -55,6 +55,11 @@ def test_overrides_and_empty_lists(tmp_path: Path) -> None:
         ("  workspace: [opt/ws]", "host_checks.workspace[0]: expected an absolute path"),
         ("  secret_modes: {/k: 600}", "host_checks.secret_modes./k: expected a quoted octal mode"),
         ("  manifest_units: [hypervisor]", "host_checks.manifest_units: expected a mapping"),
+        ("  sandbox_process: choiros-sandbox-live", "host_checks.sandbox_process: process names are at most "
+         "15 characters (the kernel's comm), got 'choiros-sandbox-live'; use 'choiros-sandbox'"),
+        ("  command_timeout: 0", "host_checks.command_timeout: expected a positive number of seconds"),
+        ("  connect_timeout: 0", "host_checks.connect_timeout: expected a whole number >= 1, got 0"),
+        ("  max_restarts: -1", "host_checks.max_restarts: expected a whole number >= 0, got -1"),
     ],
 )
 def test_config_errors_are_one_line_with_file_and_line(tmp_path: Path, body: str, message: str) -> None:
@@ -238,3 +243,40 @@ def test_selection_order(tmp_path: Path) -> None:
     assert remote.origin == "hosts.grind" and remote.spec.startswith("ssh://choiros-grind.invalid?")
     rendered = (tmp_path / "ssh_config.0").read_text()
     assert rendered.index("ControlPath") < rendered.index("Include") if "Include" in rendered else True
+
+
+def test_git_status_failing_is_not_a_clean_tree(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "ws"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "f").write_text("x")
+    subprocess.run(["git", "-C", str(repo), "add", "f"], check=True)
+    (repo / ".git" / "index").write_bytes(b"garbage")  # a corrupt index: git status fails
+    done = subprocess.run(["sh", "-c", promoted.git_command(str(repo), "main")], capture_output=True, text=True)
+    assert done.returncode == 4, done
+
+
+def test_nix_store_failing_is_not_an_invalid_path(tmp_path: Path) -> None:
+    """Only nix-store's own "is not valid" means invalid; a daemon that does not answer exits 4."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "bin" / "nix-store"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nif [ "$3" = /nix/store/bad ]; then echo "error: path \'$3\' is not valid" >&2; exit 1; fi\n'
+                    'if [ "$3" = /nix/store/down ]; then echo "error: cannot connect to socket" >&2; exit 1; fi\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+
+    def probe(*paths: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", promoted.store_command(list(paths))], capture_output=True,
+                              text=True, env=env)
+
+    ok = probe("/nix/store/good", "/nix/store/bad")
+    assert ok.returncode == 0
+    states = promoted.parse_store(ok.stdout)
+    assert states["/nix/store/good"].valid is True and states["/nix/store/bad"].valid is False
+    down = probe("/nix/store/down")
+    assert down.returncode == 4 and "cannot connect to socket" in down.stderr

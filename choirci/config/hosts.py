@@ -153,7 +153,7 @@ def parse(r: _Reader, value: Any) -> HostChecks:
     table = r.mapping(value, "host_checks", KEYS)
     d = HostChecks()
     p = "host_checks."
-    sandbox_process = r.optional_string(table.get("sandbox_process"), p + "sandbox_process")
+    sandbox_process = _string(r, table, "sandbox_process", d.sandbox_process)
     return HostChecks(
         configured=value is not None,
         units=_list(r, table, "units", d.units),
@@ -232,7 +232,16 @@ def _count(r: _Reader, table: dict[str, Any], key: str, default: int, least: int
 
 def _string(r: _Reader, table: dict[str, Any], key: str, default: str) -> str:
     value = table.get(key, default)
-    return "" if value in (None, "") else r.string(value, f"host_checks.{key}")
+    return "" if value in (None, "") else _process(r, value, f"host_checks.{key}")
+
+
+def _process(r: _Reader, value: Any, path: str) -> str:
+    """A process name as ``pgrep -x`` matches it: the kernel keeps only 15 characters."""
+    name = r.string(value, path)
+    if len(name) > 15:
+        raise r.fail(path, f"process names are at most 15 characters (the kernel's comm), got {name!r}; "
+                     f"use {name[:15]!r}")
+    return name
 
 
 def _choice(r: _Reader, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:

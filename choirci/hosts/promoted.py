@@ -67,7 +67,11 @@ def store_command(paths: list[str]) -> str:
     return (
         "if command -v nix-store >/dev/null 2>&1; then nix=1; else nix=; fi; "
         f"for p in {quoted}; do v=unknown; if [ -n \"$nix\" ]; then "
-        "if nix-store --check-validity -- \"$p\" 2>/dev/null; then v=valid; else v=invalid; fi; fi; "
+        "if out=$(nix-store --check-validity -- \"$p\" 2>&1); then v=valid; else "
+        # only "is not valid" means invalid; any other failure (no daemon, no permission on
+        # the store database) is nix-store not answering: exit 4, never "invalid"
+        "case $out in *'is not valid'*) v=invalid;; *) echo \"choirci: nix-store --check-validity "
+        "$p failed: $out\" >&2; exit 4;; esac; fi; fi; "
         "if [ -e \"$p\" ]; then e=exists; else e=absent; fi; echo \"PATH $v $e $p\"; done"
     )
 
@@ -123,7 +127,9 @@ def git_command(path: str, branch: str) -> str:
         f"echo \"BRANCH $({git} symbolic-ref --short -q HEAD)\"; "
         f"echo \"HEAD $({git} rev-parse -q --verify HEAD)\"; "
         f"echo \"UPSTREAM $({git} rev-parse -q --verify {remote})\"; "
-        f"{git} status --porcelain --untracked-files=normal | sed 's/^/DIRTY /'"
+        # git status failing (a lock, a corrupt index) must not read as "no changes"
+        f"st=$({git} status --porcelain --untracked-files=normal) || exit 4; "
+        "[ -z \"$st\" ] || printf '%s\\n' \"$st\" | sed 's/^/DIRTY /'"
     )
 
 
