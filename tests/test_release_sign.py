@@ -508,16 +508,29 @@ def test_an_old_nix_without_store_sign_is_probed_and_uses_sign_paths(tmp_path: P
 def test_key_locations_flag_then_config_then_default_variable(tmp_path: Path) -> None:
     """The flag wins; then ``release.<kind>_signing_key`` once the config has it (relative to
     the config file); then ``$CHOIRCI_<KIND>_SIGNING_KEY``; else one line saying all three."""
-    from types import SimpleNamespace
 
+
+    from choirci import config
     from choirci.commands.release import key_spec
-    cfg = SimpleNamespace(path=tmp_path / "choirci.yaml", root=tmp_path,
-                          release=SimpleNamespace(nix_signing_key="keys/grind.sec",
-                                                  ssh_signing_key="env:OPS_EVIDENCE"))
+    (tmp_path / "choirci.yaml").write_text("release:\n  nix_signing_key: keys/grind.sec\n"
+                                           "  ssh_signing_key: env:OPS_EVIDENCE\n")
+    cfg = config.load(tmp_path / "choirci.yaml")  # the keys are config keys, not extras
     env = {"CHOIRCI_NIX_SIGNING_KEY": "x", "CHOIRCI_SSH_SIGNING_KEY": "y"}
-    assert key_spec("nix", "/k", cfg, env) == "/k"  # type: ignore[arg-type]
-    assert key_spec("nix", None, cfg, env) == str(tmp_path / "keys/grind.sec")  # type: ignore[arg-type]
-    assert key_spec("ssh", None, cfg, env) == "env:OPS_EVIDENCE"  # type: ignore[arg-type]
+    assert key_spec("nix", "/k", cfg, env) == "/k"
+    assert key_spec("nix", None, cfg, env) == str(tmp_path / "keys/grind.sec")
+    assert key_spec("ssh", None, cfg, env) == "env:OPS_EVIDENCE"
+
     assert key_spec("ssh", None, None, env) == "env:CHOIRCI_SSH_SIGNING_KEY"
     with pytest.raises(sign.KeyError_, match=r"^no SSH signing key: give --ssh-key FILE"):
         key_spec("ssh", None, None, {})
+
+
+def test_evidence_verify_is_release_verify(signed: Path, keys: Keys,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's name for it: `choirci evidence verify DIR --allowed-signers F`."""
+    argv = [str(signed), "--allowed-signers", str(keys.allowed)]
+    assert main(["evidence", "verify", *argv]) == 0
+    (signed / "choirci.json").write_text((signed / "choirci.json").read_text() + " ")
+    assert main(["evidence", "verify", *argv]) == 1
+    assert main(["release", "verify", *argv]) == 1
+    assert "choirci.json" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""``choirci evidence merge DIR... --out DIR``: matrix shards -> one record and verdict."""
+"""``choirci evidence merge DIR... --out DIR``: matrix shards -> one record and verdict;
+``choirci evidence verify DIR --allowed-signers F``: the same as ``choirci release verify``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from choirci.cli import add_config_argument
+from choirci.commands import release
 from choirci.commands.gate import optional_config
 from choirci.errors import ChoirciError
 from choirci.evidence import files as evidence
@@ -42,9 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "of this (full) commit id")
     add_config_argument(merge, "config file for gates and redaction (default: "
                         "$CHOIRCI_CONFIG, else the nearest choirci.yaml, if any)")
+    release.add_verify_arguments(sub.add_parser(
+        "verify", help="check a signed evidence dir (same as `choirci release verify`)",
+        description=release.VERIFY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "verify":
+        return release.run_verify(args)
     out = args.out.resolve()
     if any(d.resolve() == out for d in args.dirs):
         raise ChoirciError(f"--out {args.out} is also an input; write the merge to a new dir")

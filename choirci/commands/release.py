@@ -106,8 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     signer.add_argument("--gates", metavar="DIR", type=Path, default=None,
                         help="custom gate definitions, as for `choirci gate`")
     add_config_argument(signer, CONFIG_HELP)
-    verifier = sub.add_parser("verify", help="verify a signed evidence dir",
-                              description=VERIFY_DESCRIPTION, formatter_class=fmt)
+    add_verify_arguments(sub.add_parser("verify", help="verify a signed evidence dir",
+                                        description=VERIFY_DESCRIPTION, formatter_class=fmt))
+
+
+def add_verify_arguments(verifier: argparse.ArgumentParser) -> None:
+    """``release verify`` (also ``choirci evidence verify``)."""
     verifier.add_argument("evidence", metavar="DIR", type=Path, help="the signed evidence dir")
     verifier.add_argument("--allowed-signers", metavar="FILE", type=Path, required=True,
                           help="OpenSSH allowed_signers file naming the keys trusted to sign")

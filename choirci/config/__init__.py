@@ -71,6 +71,8 @@ class ReleaseSettings:
     prompt_url: str | None = None
     prompt_objective: str = "choirci release smoke: reply with OK"
     prompt_timeout: float = 120.0
+    nix_signing_key: str | None = None  # a secret key file or env:NAME (choirci release sign)
+    ssh_signing_key: str | None = None  # an SSH private key file or env:NAME
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ def _hosts(r: _Reader, value: Any) -> dict[str, str]:
 
 
 def _release(r: _Reader, value: Any) -> ReleaseSettings:
-    keys = ("domain", "prompt_url", "prompt_objective", "prompt_timeout")
+    keys = ("domain", "prompt_url", "prompt_objective", "prompt_timeout", "nix_signing_key",
+            "ssh_signing_key")
     table = r.mapping(value, "release", keys)
     prompt_url = r.optional_string(table.get("prompt_url"), "release.prompt_url")
     if prompt_url is not None and not re.match(r"^https?://[^/\s]+", prompt_url):
@@ -244,6 +247,8 @@ def _release(r: _Reader, value: Any) -> ReleaseSettings:
         )
         or ReleaseSettings.prompt_objective,
         prompt_timeout=r.number(table.get("prompt_timeout"), "release.prompt_timeout", 120.0),
+        nix_signing_key=r.optional_string(table.get("nix_signing_key"), "release.nix_signing_key"),
+        ssh_signing_key=r.optional_string(table.get("ssh_signing_key"), "release.ssh_signing_key"),
     )
 
 
