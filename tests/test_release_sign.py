@@ -239,6 +239,17 @@ def test_manifest_paths_must_carry_the_grind_signature_on_the_target_store(
                                     for p in forged)
     with pytest.raises(Exception, match="not a Nix public key"):
         sign.manifest_signature_problems(local, release, "grind-1", "x")
+    # The same through `choirci manifest verify --require-signature`, as an operator runs it.
+    from choirci.release import manifest as mf
+
+    signed_json, all_json = tmp_path / "signed.json", tmp_path / "all.json"
+    signed_json.write_text(mf.to_json(manifest_of(paths)))
+    all_json.write_text(mf.to_json(release))
+    assert main(["manifest", "verify", str(signed_json), "--store", str(tmp_path / "prod"),
+                 "--require-signature", keys.nix_public]) == 0
+    assert main(["manifest", "verify", str(all_json),
+                 "--require-signature", keys.nix_public]) == 1
+    assert main(["manifest", "verify", str(signed_json), "--require-signature", "grind-1"]) == 2
 
 
 # --------------------------------------------------------------------------- no pass, no signature

@@ -22,7 +22,7 @@ from choirci.errors import ChoirciError
 from choirci.nix.adapter import Nix, NixError
 from choirci.nix.build import OK, ClosureResult, run_batch
 from choirci.nix.lock import BuildLock
-from choirci.release import compare
+from choirci.release import compare, sign
 from choirci.release import git as gitstate
 from choirci.release import manifest as mf
 from choirci.release.compare import Mismatch
@@ -141,6 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "paths or be an identical copy of the release's binary")
     verify.add_argument("--check-contents", action="store_true",
                         help="also re-hash the files on the store (nix store verify)")
+    verify.add_argument("--require-signature", metavar="KEY", default=None,
+                        help="also require every path to carry a valid signature by this Nix "
+                        "public key (NAME:BASE64, e.g. the grind key) on the store")
     verify.add_argument("-v", "--verbose", action="store_true",
                         help="also print one 'ok' line per path and binary that matches")
     diff = action("diff", "what changed between two releases", DIFF_DESCRIPTION)
@@ -287,6 +290,8 @@ def run_verify(args: argparse.Namespace) -> int:
         present = [p for p in all_paths(release)
                    if not any(m.expected == p for m in mismatches)]
         mismatches += content_mismatches(nix, release, present, args.store)
+    unsigned = (sign.manifest_signature_problems(nix, release, args.require_signature, where)
+                if args.require_signature else [])
     if args.verbose:
         print_store_matches(release, mismatches, where)
     copies: dict[str, str] = {}
@@ -299,8 +304,13 @@ def run_verify(args: argparse.Namespace) -> int:
         mismatches += found
     for mismatch in mismatches:
         print(f"MISMATCH {mismatch}")
+    for problem in unsigned:
+        print(f"UNSIGNED {problem}")
     print(verify_summary(release, where, mismatches, args.bin_dir, len(copies)))
-    return 1 if mismatches else 0
+    if args.require_signature and not unsigned:
+        print(f"manifest verify: every path carries a valid signature by "
+              f"{sign.key_name(args.require_signature)}")
+    return 1 if mismatches or unsigned else 0
 
 
 def print_store_matches(release: Manifest, mismatches: Sequence[Mismatch], where: str) -> None:
