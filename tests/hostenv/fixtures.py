@@ -102,7 +102,7 @@ def add_gc_roots(directory: Path, store_paths: dict[str, str]) -> None:
 
 
 def _start_plain_services(work: Path, procs: services.Processes, binaries: build.Binaries,
-                          caddy: services.FakeCaddy, sandbox_env: dict[str, str]) -> dict[str, Any]:
+                          caddy: services.FakeCaddy, sandbox_env: dict[str, str] | None = None) -> dict[str, Any]:
     # A process name of our own: other tests on this machine may run a "sandbox" too.
     process = f"sbx-{os.getpid() % 1000}{random.randrange(100)}"
     run_dir, bin_dir = work / "run", work / "opt-bin"
@@ -119,7 +119,7 @@ def _start_plain_services(work: Path, procs: services.Processes, binaries: build
                 services.hypervisor_env(ports["hypervisor"], bind="127.0.0.1"))
     for role in ("live", "dev"):
         procs.start(role, [str(run_dir / process)],
-                    {**services.sandbox_env(role, ports[role], bind="127.0.0.1"), **sandbox_env})
+                    {**services.sandbox_env(role, ports[role], bind="127.0.0.1"), **(sandbox_env or {})})
     caddy.start()
     _wait_listening(list(ports.values()), procs)
     return {
