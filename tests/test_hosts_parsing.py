@@ -192,15 +192,16 @@ def test_environ_scan_on_real_processes(tmp_path: Path) -> None:
     sandbox, hypervisor = f"sbx-t{tag}", f"hvr-t{tag}"
     base = {"CHOIR_SANDBOX_ID": "u:live", "CHOIR_SANDBOX_ROLE": "live", "CHOIR_PROVIDER_GATEWAY_TOKEN": "gw-1234"}
     procs = [
-        standin(tmp_path, hypervisor, {"ZAI_API_KEY": "zai-real-key", "CHOIR_PROVIDER_GATEWAY_TOKEN": "gw-1234"}),
-        standin(tmp_path, sandbox, {**base, "AWS_BEARER_TOKEN_BEDROCK": "gw-1234"}),
+        standin(tmp_path, hypervisor, {"ZAI_API_KEY": "zai-real-key", "CHOIR_PROVIDER_GATEWAY_TOKEN": "gw-1234",
+                                       "AWS_REGION": "eu-west-1"}),  # forbidden-shaped, but no key
+        standin(tmp_path, sandbox, {**base, "AWS_BEARER_TOKEN_BEDROCK": "gw-1234", "REGION": "eu-west-1"}),
         standin(tmp_path, sandbox, {**base, "GEMINI_API_KEY": "g", "AWS_BEARER_TOKEN_BEDROCK": "other",
                                     "CHOIR_ENFORCE_KEYLESS_SANDBOX": " Off "}),
         standin(tmp_path, sandbox, {"CHOIR_PROVIDER_GATEWAY_TOKEN": "zai-real-key", "RENAMED": "zai-real-key"}),
     ]
     try:
         command = hostprobe.environ_command(
-            sandbox, ("*_API_KEY", "AWS_BEARER_TOKEN_BEDROCK"), ("CHOIR_SANDBOX_ID",),
+            sandbox, ("*_API_KEY", "AWS_*"), ("CHOIR_SANDBOX_ID",),
             ("CHOIR_PROVIDER_GATEWAY_*",), hypervisor)
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     finally:
@@ -214,6 +215,7 @@ def test_environ_scan_on_real_processes(tmp_path: Path) -> None:
     by_pid = {p.pid: p for p in scan.processes}
     good, bad, leak = (by_pid[p.pid] for p in procs[1:])
     assert good.allowed == ["AWS_BEARER_TOKEN_BEDROCK"] and not good.forbidden and good.enforcement == "on"
+    assert not good.holds  # equal to the hypervisor's AWS_REGION, which is no key
     assert bad.forbidden == ["AWS_BEARER_TOKEN_BEDROCK", "GEMINI_API_KEY"] and bad.enforcement == "off"
     assert leak.holds == ["CHOIR_PROVIDER_GATEWAY_TOKEN (= the hypervisor's ZAI_API_KEY)",
                           "RENAMED (= the hypervisor's ZAI_API_KEY)"]

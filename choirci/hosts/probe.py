@@ -58,8 +58,11 @@ class UnitState:
 
     @property
     def summary(self) -> str:
+        load = self.get("LoadState")
+        # masked, or error (a unit file systemd could not parse): say so first
+        prefix = f"LoadState={load} " if load not in ("", "loaded") else ""
         return (
-            f"ActiveState={self.get('ActiveState')} SubState={self.get('SubState')} "
+            f"{prefix}ActiveState={self.get('ActiveState')} SubState={self.get('SubState')} "
             f"UnitFileState={self.get('UnitFileState') or '-'} Result={self.get('Result')}"
         )
 
@@ -207,7 +210,7 @@ function keyval(   line, i) {
 BEGIN { nr = split(required, R, " "); hv = 0 }
 $1 == "HV" { hv++; next }
 $1 == "HVUNREADABLE" { print "HVUNREADABLE " $2; next }
-$1 == "H" { if (keyval() && forb(K) && length(V) >= 4) HK[V] = K; next }
+$1 == "H" { if (keyval() && forb(K) && K ~ /(KEY|TOKEN|SECRET|PASSWORD)/ && length(V) >= 4) HK[V] = K; next }
 $1 == "PID" { flush(); pid = $2; split("", E); split("", S); next }
 $1 == "UNREADABLE" { flush(); print "PID " $2; print "UNREADABLE"; next }
 $1 == "E" { if (pid != "" && keyval()) { E[K] = V; S[K] = 1 }; next }
