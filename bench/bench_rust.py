@@ -22,6 +22,7 @@ figures show choirci's fixed per-item cost against tests that take no time at al
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def quiet(argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] =
                  f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--binaries", type=int, default=10)
     parser.add_argument("--tests", type=int, default=200, help="tests per binary")
@@ -124,7 +125,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--xdist-tests", type=int, default=200, help="tests in the -n 2 run")
     parser.add_argument("--xdist-ms", type=int, default=10, help="sleep in each of them")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a seconds-long configuration (proves the bench runs)")
+    parser.add_argument("--json", type=Path, help="also write the rows here as JSON (bench/run)")
     args = parser.parse_args()
+    if args.tiny:
+        args.binaries, args.tests, args.repeat, args.xdist_tests, args.xdist_ms = 2, 20, 1, 20, 1
     env = dict(os.environ, CARGO_NET_OFFLINE="true")
     cargo_bin = Path.home() / ".cargo" / "bin"
     env["PATH"] = f"{cargo_bin}{os.pathsep}{env.get('PATH', '')}"
@@ -161,11 +167,37 @@ def main() -> None:
     print(f"  ratio choirci run / raw binaries:   {figures['choirci run'] / figures['raw binaries']:.2f}x")
     print(f"  ratio choirci run / pytest floor:   {figures['choirci run'] / floor:.2f}x "
           f"(per-test: {figures['choirci run per-test'] / floor:.2f}x; target <= 1.2x)")
-    xdist(args, env)
+    n = args.binaries * args.tests
+    floor_name = f"pytest, {n} trivial Python items"
+    rows = [
+        _row(f"{n} trivial tests, rust.run: per-binary (default)", figures["choirci run"],
+             floor, floor_name, "ratio <= 1.2", figures["choirci run"] <= 1.2 * floor),
+        _row(f"{n} trivial tests, rust.run: per-test", figures["choirci run per-test"],
+             floor, floor_name, note="one process per test"),
+        _row(f"{n} trivial tests vs raw cargo test", figures["choirci run"], raw,
+             "cargo test, built"),
+        _row("collection (metadata, no-op compile, environment, listing)",
+             figures["choirci collection"], None, "-", "< 1 s",
+             figures["choirci collection"] < 1.0),
+    ]
+    rows += xdist(args, env)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
 
 
-def xdist(args: argparse.Namespace, env: dict[str, str]) -> None:
+def _row(figure: str, choirci: float, anchor: float | None, anchor_name: str, target: str = "",
+         met: bool | None = None, note: str = "") -> dict[str, object]:
+    """One row as bench/run reads it (bench/common.py's Row)."""
+    return {"bench": "rust", "figure": figure, "choirci": round(choirci, 3),
+            "anchor": None if anchor is None else round(anchor, 3), "anchor_name": anchor_name,
+            "target": target, "met": met, "note": note,
+            "ratio": round(choirci / anchor, 3) if anchor else None}
+
+
+def xdist(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, object]]:
     """-n 2 against serial on one binary of slow tests, executions counted."""
+    rows = []
     with tempfile.TemporaryDirectory(prefix="choirci-bench-x-") as tmp:
         root = Path(tmp) / "ws"
         generate_xdist(root, args.xdist_tests, args.xdist_ms)
@@ -180,18 +212,26 @@ def xdist(args: argparse.Namespace, env: dict[str, str]) -> None:
                      f"--choirci-config={root / f'{mode}.yaml'}"]
             timed = {}
             for label, extra in (("serial", []), ("-n 2", ["-n", "2"])):
-                def once(extra: list[str] = extra) -> None:
+                def once(extra: list[str] = extra, grind: list[str] = grind, mode: str = mode,
+                         label: str = label) -> None:
                     for old in counts.iterdir():
                         old.unlink()
                     quiet([*grind, *extra], root, env)
+                    runs = {p.name: len(p.read_bytes()) for p in counts.iterdir()}
+                    if len(runs) != args.xdist_tests or set(runs.values()) != {1}:
+                        sys.exit(f"{mode} {label}: not every test ran exactly once: "
+                                 f"{len(runs)} tests ran, counts {sorted(set(runs.values()))}")
                 timed[label] = best(args.repeat, once)
-                runs = sorted({len(p.read_bytes()) for p in counts.iterdir()})
-                executed = sum(len(p.read_bytes()) for p in counts.iterdir())
-                print(f"  {mode:<10} {label:<6} {timed[label]:7.3f}s  executions {executed} "
-                      f"(per test: {runs})")
-            print(f"  {mode:<10} speed-up -n 2 over serial: {timed['serial'] / timed['-n 2']:.2f}x "
-                  "(target >= 1.6x)")
+                print(f"  {mode:<10} {label:<6} {timed[label]:7.3f}s  "
+                      f"executions {args.xdist_tests} (each exactly once)")
+            speedup = timed["serial"] / timed["-n 2"]
+            print(f"  {mode:<10} speed-up -n 2 over serial: {speedup:.2f}x (target >= 1.6x)")
+            rows.append(_row(f"-n 2, {args.xdist_tests} tests of {args.xdist_ms} ms, "
+                             f"rust.run: {mode}", timed["-n 2"], timed["serial"], "serial",
+                             "speed-up >= 1.6x (ratio <= 0.625)", speedup >= 1.6,
+                             f"speed-up {speedup:.2f}x, each test executed once"))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
