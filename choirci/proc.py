@@ -7,10 +7,12 @@ output decoded leniently (binary output never raises) and returned as a
 :class:`CommandResult`.
 
 Orphans: if choirci itself dies without a chance to clean up (SIGKILL, the OOM killer), the
-child must not keep running (a test binary, a nix build). Each child is started through
-util-linux's ``setpriv --pdeathsig KILL`` when this machine has it: the kernel then kills the
-child the moment its parent dies, with no ``preexec_fn`` (unsafe with threads). Nix kills its
-own builders when ``nix`` dies; grandchildren of other tools are the tool's to reap.
+child must not keep running (a test binary, a nix build). Two guards, neither needing a
+``preexec_fn`` (unsafe with threads): each child is started through util-linux's
+``setpriv --pdeathsig KILL`` (the kernel kills it the moment its parent dies), and a small
+watchdog process (one per choirci process, in its own session) holds the list of running
+process groups and SIGKILLs them when its pipe from choirci closes, which catches the
+grandchildren (a server a test started, a compiler cargo started) that share the child's group.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -123,6 +126,7 @@ def run(
         stderr=subprocess.PIPE,
         new_session=True,
     )
+    _WATCHDOG.watch(proc.pid)
     out = _Sink(max_output)
     err = _Sink(max_output)
     readers = [
@@ -143,6 +147,7 @@ def run(
         kill_group(proc)
         raise
     finally:
+        _WATCHDOG.unwatch(proc.pid)
         # One grace period for both streams: output still held open by a process outside the
         # group (an ssh ControlMaster) is not waited for.
         deadline = time.monotonic() + KILL_GRACE
@@ -156,6 +161,55 @@ def run(
         duration=time.monotonic() - started,
         timed_out=timed_out,
     )
+
+
+WATCHDOG = """# choirci watchdog: SIGKILL the process groups still running when choirci is gone
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    sign, pgid = line[:1], line[1:].strip()
+    if pgid.isdigit():
+        (groups.add if sign == "+" else groups.discard)(int(pgid))
+for pgid in groups:  # choirci is gone (exited, or killed): so are the groups it still ran
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Watchdog:
+    """The process that kills still-running process groups once choirci is gone (one per
+    choirci process: started lazily, restarted after a fork, e.g. in an xdist worker)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = 0
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def unwatch(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            try:
+                if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
+                    self._owner = os.getpid()
+                    self._proc = subprocess.Popen(
+                        [sys.executable, "-c", WATCHDOG], stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        start_new_session=True)  # Ctrl-C on the terminal must not reach it
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(line.encode())
+                self._proc.stdin.flush()
+            except OSError:  # no watchdog: setpriv still guards the direct child
+                self._proc = None
+
+
+_WATCHDOG = _Watchdog()
 
 
 @functools.lru_cache(maxsize=1)

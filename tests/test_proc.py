@@ -83,17 +83,24 @@ def _alive(pid: int) -> bool:
 ORPHAN_PARENT = """
 import sys
 from choirci import proc
-proc.run(["sh", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 300"])
+proc.run(["sh", "-c", sys.argv[2].replace("PIDFILE", sys.argv[1])])
 """
 
 
-def test_child_dies_when_its_parent_is_sigkilled(tmp_path: Path) -> None:
-    """No cleanup code runs on SIGKILL: the kernel's parent-death signal must end the child."""
+@pytest.mark.parametrize(
+    "script",
+    ["echo $$ > PIDFILE; exec sleep 300",  # the child itself
+     "sleep 300 & echo $! > PIDFILE; wait"],  # a grandchild in the child's process group
+    ids=["child", "grandchild"],
+)
+def test_child_dies_when_its_parent_is_sigkilled(tmp_path: Path, script: str) -> None:
+    """No cleanup code runs on SIGKILL: the parent-death signal (child) and the watchdog
+    (the child's whole process group) must end what the parent started."""
     import subprocess
     import sys
 
     pidfile = tmp_path / "child.pid"
-    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(pidfile)])
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(pidfile), script])
     deadline = time.monotonic() + 20
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
