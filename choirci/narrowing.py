@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from choirci import areas
-from choirci.config.rust import RustTarget
+from choirci.config.rust import RustTarget, picks_target
 from choirci.rust.plan import parse_selection
 from choirci.settings import Settings
 
@@ -68,7 +68,7 @@ def _rust(settings: Settings) -> Iterator[LeftOut]:
     picks = [parse_selection(value) for value in settings.rust_selection]
     for target in targets:
         chosen = [test for crate, binary, test in picks
-                  if crate == target.crate and binary == target.test]
+                  if crate == target.crate and picks_target(binary, target)]
         if not chosen:
             yield LeftOut(_all_of(target), ("rust",), "not selected (--rust-test)")
         elif None in chosen:

@@ -89,3 +89,19 @@ def test_one_crate_name_cannot_come_from_two_manifests(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{tmp_path}/choirci.yaml:4: rust.targets[1].manifest: crate desktop already comes from "
         "the root workspace (rust.targets[0]); give every target of one crate the same manifest")
+
+
+def test_rust_test_with_a_kind_narrows_to_that_target(tmp_path: Path) -> None:
+    """`--rust-test kinds::test:lib` selects the `kind: test` target named lib: only the
+    `--lib` target is left out (recorded as deselected), not the selected one."""
+    from choirci.narrowing import left_out
+    from choirci.settings import Settings
+
+    path = tmp_path / "choirci.yaml"
+    path.write_text("rust:\n  targets:\n    - {crate: kinds, kind: test, test: lib}\n"
+                    "    - {crate: kinds, kind: lib}\n")
+    cfg = config.load(path)
+    assert [t.id for t in cfg.rust.targets] == ["kinds::test:lib", "kinds::lib"]
+    found = left_out(Settings(config=cfg, closures=(), rust_selection=("kinds::test:lib",),
+                              evidence_dir=Path("e"), invocation_dir=Path(".")))
+    assert [entry.nodeid for entry in found] == ["rust::kinds::lib::*"]

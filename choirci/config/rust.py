@@ -43,6 +43,13 @@ def split_segment(value: str) -> tuple[str | None, str]:
     return None, value
 
 
+def picks_target(segment: str, target: RustTarget) -> bool:
+    """Whether the BIN part of ``--rust-test CRATE::BIN`` (``NAME`` or ``KIND:NAME``) means
+    ``target``."""
+    kind, name = split_segment(segment)
+    return name == target.test and (kind is None or target.kind in (None, kind))
+
+
 @dataclass(frozen=True)
 class RustTarget:
     crate: str

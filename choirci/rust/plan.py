@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from choirci.config.rust import RustSettings, segment_of, split_segment
+from choirci.config.rust import RustSettings, picks_target, segment_of, split_segment
 from choirci.errors import ConfigError
 from choirci.rust import cargo as cargo_mod
 
@@ -133,8 +133,7 @@ def wanted_targets(rust: RustSettings, selection: Sequence[str], source: str) ->
     for value in selection:
         crate, segment, test = parse_selection(value)
         kind, binary = split_segment(segment)
-        configured = [t for t in rust.targets if (t.crate, t.test) == (crate, binary)
-                      and (kind is None or t.kind in (None, kind))]
+        configured = [t for t in rust.targets if t.crate == crate and picks_target(segment, t)]
         for features in dict.fromkeys(t.features for t in configured) or [()]:
             tests = None if test is None else (test,)
             wanted.append(Wanted(crate, binary, features, tests, f"--rust-test {value}",
