@@ -105,3 +105,33 @@ def test_rust_test_with_a_kind_narrows_to_that_target(tmp_path: Path) -> None:
     found = left_out(Settings(config=cfg, closures=(), rust_selection=("kinds::test:lib",),
                               evidence_dir=Path("e"), invocation_dir=Path(".")))
     assert [entry.nodeid for entry in found] == ["rust::kinds::lib::*"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rust:\n  run: per-crate\n",
+         "choirci.yaml:2: rust.run: expected one of per-binary, per-test, got 'per-crate'"),
+        ("rust:\n  ignored: yes\n",
+         "choirci.yaml:2: rust.ignored: expected one of skip, include, only, got True"),
+        ("rust:\n  targets:\n    - {crate: a, kind: unit, test: x}\n",
+         "choirci.yaml:3: rust.targets[0].kind: expected one of lib, bin, test, doc, example, "
+         "bench, got 'unit'"),
+        ("rust:\n  targets:\n    - {crate: a, kind: doc, test: x}\n",
+         "choirci.yaml:3: rust.targets[0].test: kind: doc selects the crate's doc tests; "
+         "write 'test: doc' or leave test: out, got 'x'"),
+        ("rust:\n  targets:\n    - {crate: a, kind: test}\n",
+         "choirci.yaml:3: rust.targets[0]: missing 'test:'"),
+    ],
+)
+def test_kind_run_and_ignored_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    assert str(caught.value).startswith(f"{tmp_path}/{message}"), str(caught.value)
+
+
+def test_kind_run_and_ignored_defaults_and_ids(tmp_path: Path) -> None:
+    rust = load(tmp_path, "rust:\n  targets:\n    - {crate: a, kind: doc}\n"
+                          "    - {crate: a, kind: bin, test: srv}\n    - {crate: a, test: t}\n")
+    assert (rust.run, rust.ignored) == ("per-binary", "skip")
+    assert [t.id for t in rust.targets] == ["a::doc", "a::bin:srv", "a::t"]
