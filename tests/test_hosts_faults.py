@@ -241,3 +241,12 @@ def test_an_sshd_that_fails_to_start_errors(tmp_path: Path) -> None:
         sshd.start()
     sshd.stop()
     assert time.monotonic() - started < 20
+
+
+def test_checks_under_xdist_are_bounded_per_worker(pytester: pytest.Pytester, plain_host: HostUnderTest) -> None:
+    """Each xdist worker collects the hosts area itself (its own bounds, its own record of
+    hosts that stopped answering): a healthy host passes the same way."""
+    result = grind(pytester, plain_host, "-n", "2", "-k", "not manifest")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 20 and not outcomes.get("failed") and not outcomes.get("errors"), \
+        result.stdout.str()

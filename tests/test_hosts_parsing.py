@@ -234,6 +234,34 @@ def test_redact_spec_hides_password_and_generated_query() -> None:
     assert redact_spec(spec) == "ssh://root:***@host:22?sudo=true"
 
 
+def test_generated_ssh_config_bounds_every_connection(tmp_path: Path) -> None:
+    """Keepalives and the connect timeout come first in the file (ssh keeps the first value it
+    reads, so a user's config cannot switch them off), and testinfra gets the same connect
+    timeout for the -o ConnectTimeout it puts on the command line."""
+    import urllib.parse
+
+    from choirci.hosts.connect import Bounds
+
+    user = tmp_path / "user_config"
+    user.write_text("Host *\n  ServerAliveInterval 0\n  ConnectTimeout 600\n")
+    reuse = SshReuse(tmp_path / "ssh", Bounds(connect_timeout=7, server_alive_interval=2,
+                                              server_alive_count_max=4))
+    (tmp_path / "ssh").mkdir()
+    spec = reuse.augment("ssh://root@h", str(user))
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(spec).query)
+    assert query["timeout"] == ["7"]
+    text = Path(query["ssh_config"][0]).read_text()
+    ours = [text.index(o) for o in ("ConnectTimeout 7", "ServerAliveInterval 2", "ServerAliveCountMax 4")]
+    assert max(ours) < text.index(f"Include {user}")
+    assert redact_spec(spec) == "ssh://root@h"
+    # what ssh itself makes of it: ours win over the included user config
+    import subprocess
+
+    resolved = subprocess.run(["ssh", "-G", "-F", query["ssh_config"][0], "h"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "serveraliveinterval 2" in resolved and "connecttimeout 7" in resolved
+
+
 def test_selection_order(tmp_path: Path) -> None:
     reuse = SshReuse(tmp_path)
     cli = resolve_targets("ssh://a,local://", {"grind": "ssh://a"}, reuse)
