@@ -5,7 +5,7 @@ The environments follow CONTRACT §5: each sandbox carries the gateway metadata
 The healthy host sets no ``AWS_BEARER_TOKEN_BEDROCK``: the sandbox's own keyless policy refuses
 it at start-up, and ``CHOIR_ENFORCE_KEYLESS_SANDBOX=0`` (what would keep it running) is itself a
 failure of the keyless check. Tests that plant a key turn enforcement off on purpose (and
-expect that to be reported too), or plant it in a stand-in process (``KEYLESS_STANDIN``).
+expect that to be reported too), or plant it in a stand-in process (:func:`standin`).
 """
 
 from __future__ import annotations
