@@ -8,7 +8,10 @@ parity) and are listed as notes. Before comparing, commands are normalised for t
 things that legitimately differ between machines and shardings:
 
 * the workspace root (``/opt/choiros/workspace`` on grind, ``/home/runner/work/...`` in
-  Actions) becomes ``<root>``, taken from each shard run's recorded provenance;
+  Actions) becomes ``<root>``, taken from each shard run's recorded provenance; so does
+  the metadata hash in a cargo test binary's name (``deps/<crate>-<16 hex>``), which
+  covers the absolute path of path dependencies outside the workspace (dioxus-desktop's
+  ``../shared-types``) and so changes with the root;
 * a closure item records the ONE batched ``nix build`` of its run; in a one-closure shard
   that batch holds only this closure, so the other closures' installables are dropped.
 
@@ -18,6 +21,7 @@ and so is the commit: two runs are only comparable when both tested the same one
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -89,7 +93,11 @@ def entries(record: RunRecord) -> list[Entry]:
     return found
 
 
+CARGO_HASH = re.compile(r"(/deps/[A-Za-z0-9_]+)-[0-9a-f]{16}\b")
+
+
 def _rooted(command: str, root: str) -> str:
+    command = CARGO_HASH.sub(r"\1-<hash>", command)
     return command.replace(root, ROOT_TOKEN) if root else command
 
 
