@@ -274,6 +274,10 @@ def test_files_changed_on_the_target_are_caught_by_check_contents(
     code, out, _ = choirci(capsys, *args, "--check-contents")
     assert code == 1
     assert f"MISMATCH sandbox: contents on {prod}: expected {sandbox.store_path} hashing to" in out
+    # In the manifest's notation (SRI), not the base-32 `sha256:` that nix store verify prints.
+    line = next(line for line in out.splitlines() if "contents on" in line)
+    assert f"hashing to {sandbox.main.nar_hash}" in line and "sha256:" not in line
+    assert re.search(r"files hash to sha256-[A-Za-z0-9+/]{43}=", line), line
 
 
 def test_second_release_diff_and_old_prod(release: Release, tmp_path: Path,
