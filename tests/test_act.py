@@ -356,6 +356,73 @@ def test_a_lost_shard_makes_the_verdict_incomplete(
     assert "PASS" not in run.summary()
 
 
+# --- 3. choirci's own CI job (ci.yml), as far as this machine can run it ---------------------------
+
+CONTAINER = "    container:\n      image: debian:12\n      options: --privileged\n"
+# Stands in for .ci/run (the whole suite, which holds this test): proves the job reached it,
+# as root, in a checkout git trusts.
+CI_RUN_PROBE = """#!/bin/sh
+set -e
+echo "ci-run-probe: uid=$(id -u) cwd=$PWD"
+git -C "$GITHUB_WORKSPACE" status --porcelain >/dev/null
+python3 -m venv --help >/dev/null
+echo "ci-run-probe: reached"
+"""
+
+
+def ci_repo(root: Path, env: Mapping[str, str], workflow: str) -> Path:
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "ci.yml").write_text(workflow)
+    (root / ".ci").mkdir()
+    (root / ".ci" / "run").write_text(CI_RUN_PROBE)
+    (root / ".ci" / "run").chmod(0o755)
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", *GIT_ID, "commit", "-q", "-m", "ci"]):
+        subprocess.run(argv, cwd=root, check=True, env=dict(env))
+    return root
+
+
+def test_ci_yml_runs_under_act_up_to_its_privileged_container(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """ci.yml's job, unedited, stops at its privileged debian:12 container: this machine has
+    no Docker daemon. The same job without its `container:` (the only change, made here on a
+    copy) runs on the host: the apt-get step (apt-get is a stand-in that checks the packages
+    are installed), checkout, the safe.directory step, and `./.ci/run` (a probe standing in
+    for the suite)."""
+    act = act_binary()
+    text = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    home = tmp_path / "home"  # the job's `git config --global` writes here, not to ~root
+    home.mkdir()
+    job_env = {**env, "HOME": str(home)}
+    common = ["-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
+              "--artifact-server-path", "", "--cache-server-addr", "127.0.0.1",
+              "--cache-server-path", str(tmp_path / "cache"), "--cache-server-port", "0",
+              "--env-file", os.devnull, "--var-file", os.devnull, "--secret-file", os.devnull]
+
+    unedited = ci_repo(tmp_path / "unedited", env, text)
+    as_is = subprocess.run([act, "push", "-W", ".github/workflows/ci.yml", *common,
+                            "--action-cache-path", str(tmp_path / "c1")], cwd=unedited,
+                           env=job_env, capture_output=True, text=True, timeout=120, check=False)
+    log = as_is.stdout + as_is.stderr
+    assert as_is.returncode != 0
+    assert "Start image=debian:12" in log, log[-3000:]
+    assert "docker" in log.split("Start image=debian:12", 1)[1].lower(), log[-3000:]
+
+    assert CONTAINER in text, "ci.yml's container block changed; update CONTAINER"
+    hosted = ci_repo(tmp_path / "hosted", env, text.replace(CONTAINER, "", 1))
+    stand_ins = {**job_env, "PATH": f"{DATA / 'bin'}{os.pathsep}{env['PATH']}"}
+    result = subprocess.run([act, "push", "-W", ".github/workflows/ci.yml", *common,
+                             "--action-cache-path", str(tmp_path / "c2")], cwd=hosted,
+                            env=stand_ins, capture_output=True, text=True, timeout=300,
+                            check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "apt-get STAND-IN (tests/data/act/bin): install -y -q" in log
+    assert "Success - Main Trust the checkout" in log, log[-3000:]
+    assert "ci-run-probe: uid=0" in log and "ci-run-probe: reached" in log, log[-3000:]
+    assert "[safe]\n\tdirectory = " in (home / ".gitconfig").read_text()
+
+
 # --- found by running it for real: cargo's binary hash follows the checkout's root ------------
 
 def test_parity_ignores_the_cargo_hash_that_follows_the_checkout_root() -> None:
