@@ -286,3 +286,24 @@ def test_each_item_carries_its_own_tests_duration(grind, monkeypatch: pytest.Mon
     # One test sleeps 0.1 s; the binary runs 10 of them (>= 0.5 s on 2 threads).
     assert all(0.03 <= d <= 0.6 for d in durations), durations
     assert durations[0] < 0.5 * sum(durations), durations
+
+
+def test_last_failed_reruns_exactly_the_failed_rust_items(
+    pytester: pytest.Pytester, ws: Path, target_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cargo_env(monkeypatch, target_dir)
+    monkeypatch.setenv("COLUMNS", "400")
+    config = write_config(ws, targets("{crate: kinds, kind: doc}",
+                                      "{crate: faults, test: compile_error_test, features: [extra]}",
+                                      "{crate: faults, test: gated_test, features: [extra]}",
+                                      "{crate: faults, test: gated_test}"))
+    args = ["--grind", f"--choirci-config={config}", "-o", f"cache_dir={pytester.path / 'c'}",
+            f"--evidence-dir={pytester.path / 'ev'}"]
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=4, failed=2, skipped=1)
+    again = pytester.runpytest(*args, "--lf", "-rA")
+    again.assert_outcomes(failed=2)
+    again.stdout.fnmatch_lines([
+        "FAILED rust::kinds::doc::kinds/src/lib.rs - double (line 11)*",
+        "FAILED rust::faults::compile_error_test - *",
+    ], consecutive=False)

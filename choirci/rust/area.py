@@ -126,15 +126,20 @@ class RustArea(AreaCollector):
         for plan in self.plans:
             if plan.problem is None:
                 yield RustBinary.from_parent(self, name=plan.target, plan=plan,
-                                             runner=self.runner)
+                                             runner=self.runner, nodeid=_id(self, plan.target))
                 continue
             # No binary to ask: one failing item per explicitly requested test, else one
             # for the whole target, so a gate naming the test still sees it fail.
             for name in plan.requested or (None,):
-                yield RustProblem.from_parent(
-                    self, name=plan.target if name is None else f"{plan.target}::{name}",
-                    plan=plan, problem=plan.problem, test=name,
-                )
+                label = plan.target if name is None else f"{plan.target}::{name}"
+                yield RustProblem.from_parent(self, name=label, plan=plan, problem=plan.problem,
+                                              test=name, nodeid=_id(self, label))
+
+
+def _id(parent: pytest.Collector, name: str) -> str:
+    """The node id, given as a string so that pytest's structured id is the one it parses
+    back from the string (``--lf`` matches cached ids that way): names hold ``::``."""
+    return f"{parent.nodeid}::{name}"
 
 
 class RustBinary(pytest.Collector):
@@ -149,13 +154,14 @@ class RustBinary(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for name in self.plan.selected(only_ignored=self.runner.ignored == "only"):
-            yield RustTest.from_parent(self, name=name, plan=self.plan)
+            yield RustTest.from_parent(self, name=name, plan=self.plan, nodeid=_id(self, name))
         for name in self.plan.missing():
             message = (f"{self.plan.origin}: no test named {name!r} in {self.plan.target} "
                        f"(features: {self.plan.features_label}), so it would run 0 tests; "
                        f"{nearest(name, self.plan.listed)}")
             yield RustProblem.from_parent(self, name=name, plan=self.plan,
-                                          problem=Problem(message), test=name)
+                                          problem=Problem(message), test=name,
+                                          nodeid=_id(self, name))
 
     def outcome(self, item: RustTest) -> BinaryRun:
         """The run that executed ``item``'s test, starting it (with its batch) if needed."""
