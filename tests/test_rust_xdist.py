@@ -53,7 +53,8 @@ def run(pytester: pytest.Pytester, ws: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.mark.parametrize("mode", ["per-binary", "per-test"])
 @pytest.mark.parametrize("dist", [[], ["-n", "2"], ["-n", "2", "--dist", "loadgroup"],
                                   ["-n", "2", "--dist", "worksteal"],
-                                  ["-n", "2", "--dist", "loadscope"]])
+                                  ["-n", "2", "--dist", "loadscope"],
+                                  ["-n", "2", "-p", "no:cacheprovider"]])
 def test_every_test_runs_exactly_once(run, mode: str, dist: list[str]) -> None:  # type: ignore[no-untyped-def]
     result, counted, calls = run(mode, *dist)
     result.assert_outcomes(passed=202, failed=1, skipped=1)  # 200 counted + 4 doc tests

@@ -24,6 +24,7 @@ test name that does not exist) is a failing item, never a collection error and n
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,15 +177,18 @@ class RustBinary(pytest.Collector):
             return run_binary(self.plan, names, r.timeout, r.threads, r.ignored, r.cargo)
 
         workerinput = getattr(self.config, "workerinput", None)
-        cache = getattr(self.config, "cache", None)
-        if workerinput is None or cache is None or "testrunuid" not in workerinput:
+        if workerinput is None or "testrunuid" not in workerinput:
             run = compute(batch)
             self._runs.update(dict.fromkeys(batch, run))
             return
         # xdist: tests another worker already ran (a doc test batch, a stolen item) are
-        # read from its run, never run twice.
-        directory = Path(cache.mkdir("choirci-rust"))
-        key = cache_key(workerinput["testrunuid"], self.plan.target)
+        # read from its run, never run twice. Without pytest's cache (-p no:cacheprovider)
+        # the workers meet in a directory of the temp dir named by the run.
+        cache = getattr(self.config, "cache", None)
+        uid = workerinput["testrunuid"]
+        directory = (Path(cache.mkdir("choirci-rust")) if cache is not None
+                     else Path(tempfile.gettempdir()) / f"choirci-rust-{cache_key(uid)}")
+        key = cache_key(uid, self.plan.target)
         own, others = run_claimed(directory, key, batch, compute, run_to_json, run_from_json)
         if own is not None:
             self._runs.update(dict.fromkeys([n for n in batch if n not in others], own))
