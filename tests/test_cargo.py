@@ -25,9 +25,9 @@ from choirci.rust.cargo import (
     _absorb,
     _package_name,
     parse_metadata,
-    run_args,
 )
 from choirci.rust.discover import discover
+from choirci.rust.run import run_args
 
 
 @pytest.mark.parametrize(

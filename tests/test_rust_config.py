@@ -115,11 +115,11 @@ def test_rust_test_with_a_kind_narrows_to_that_target(tmp_path: Path) -> None:
         ("rust:\n  ignored: yes\n",
          "choirci.yaml:2: rust.ignored: expected one of skip, include, only, got True"),
         ("rust:\n  targets:\n    - {crate: a, kind: unit, test: x}\n",
-         "choirci.yaml:3: rust.targets[0].kind: expected one of lib, bin, test, doc, example, "
-         "bench, got 'unit'"),
+         ("choirci.yaml:3: rust.targets[0].kind: expected one of lib, bin, test, doc, "
+          "example, bench, got 'unit'")),
         ("rust:\n  targets:\n    - {crate: a, kind: doc, test: x}\n",
-         "choirci.yaml:3: rust.targets[0].test: kind: doc selects the crate's doc tests; "
-         "write 'test: doc' or leave test: out, got 'x'"),
+         ("choirci.yaml:3: rust.targets[0].test: kind: doc selects the crate's doc tests; "
+          "write 'test: doc' or leave test: out, got 'x'")),
         ("rust:\n  targets:\n    - {crate: a, kind: test}\n",
          "choirci.yaml:3: rust.targets[0]: missing 'test:'"),
     ],

@@ -98,8 +98,8 @@ def test_doc_test_node_ids_read_right_in_pytest_summary(
                                 "-k", "gated_test+extra or line")
     result.stdout.fnmatch_lines([
         "PASSED rust::faults::gated_test+extra::gated_real",
-        "FAILED rust::kinds::doc::kinds/src/lib.rs - double (line 11) - kinds/src/lib.rs - "
-        "double (line 11): panicked at *",
+        ("FAILED rust::kinds::doc::kinds/src/lib.rs - double (line 11) - kinds/src/lib.rs - "
+         "double (line 11): panicked at *"),
     ])
     assert "gated_test+default" not in result.stdout.str().replace("--deselect", "")
     assert "src/lib::rs" not in result.stdout.str()  # pytest turns domain dots into `::`
@@ -111,11 +111,11 @@ def test_doc_test_node_ids_read_right_in_pytest_summary(
 
 @pytest.mark.parametrize(("target", "choices"), [
     ("{crate: kinds, test: lib}",
-     "kind: lib (the library's unit tests (--lib)) or kind: test (the integration test "
-     "tests/lib.rs (--test))"),
+     ("kind: lib (the library's unit tests (--lib)) or kind: test (the integration test "
+      "tests/lib.rs (--test))")),
     ("{crate: kinds, test: shared}",
-     "kind: test (the integration test tests/shared.rs (--test)) or kind: bin (the unit tests "
-     "of [[bin]] shared (--bin))"),
+     ("kind: test (the integration test tests/shared.rs (--test)) or kind: bin (the unit "
+      "tests of [[bin]] shared (--bin))")),
 ])
 def test_an_ambiguous_bare_name_is_a_one_line_usage_error(
     pytester: pytest.Pytester, ws: Path, target_dir: Path, monkeypatch: pytest.MonkeyPatch,
@@ -196,13 +196,13 @@ def test_listing_starts_one_process_per_binary_unless_only_ignored_are_wanted(
 ) -> None:
     cargo_env(monkeypatch, target_dir)
     calls: list[tuple[str, ...]] = []
-    real = cargo_mod.list_tests
+    real = discover_mod.list_tests
 
     def counting(argv, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append((*argv, str(kwargs.get("ignored", False))))
         return real(argv, *args, **kwargs)
 
-    monkeypatch.setattr(cargo_mod, "list_tests", counting)
+    monkeypatch.setattr(discover_mod, "list_tests", counting)
     cargo = cargo_mod.Cargo(cwd=ws)
     wanted = [Wanted("kinds", "lib", (), None, "o", kind="test"),
               Wanted("faults", "mixed_test", (), None, "o")]

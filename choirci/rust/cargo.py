@@ -46,7 +46,6 @@ from choirci.rust import libtest
 
 LIB = "lib"  # `test: lib` in choirci.yaml: the crate's unit tests (cargo test --lib)
 DOC = "doc"  # `kind: doc`: the crate's doc tests (cargo test --doc)
-LIST_TIMEOUT = 120.0
 # Variables that would change libtest's output format behind our back, and pytest's own
 # per-test marker: the intended differences from `cargo test`'s environment (README).
 FORMAT_ENV = ("RUST_TEST_NOCAPTURE", "RUST_TEST_SHOW_OUTPUT", "RUST_TEST_TIME_UNIT",
@@ -175,7 +174,7 @@ class Cargo:
         result = self.run(self.argv(*args))
         if not result.ok:
             raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
-                             f"{libtest.one_line(_last_lines(result.stderr))}")
+                             f"{libtest.one_line(last_lines(result.stderr))}")
         for line in result.stdout.splitlines():
             if line.startswith("{"):
                 return parse_metadata(json.loads(line))
@@ -256,7 +255,7 @@ class Cargo:
                               max_output=1 << 20)
             if not result.ok:
                 raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
-                                 f"{libtest.one_line(_last_lines(result.stderr))}")
+                                 f"{libtest.one_line(last_lines(result.stderr))}")
             data = out.read_bytes() if out.exists() else b""
         found = {}
         for record in data.split(b"\0\0"):
@@ -356,44 +355,13 @@ def _package_name(package_id: str) -> str:
     return package_id.rsplit("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-def _last_lines(text: str, count: int = 3) -> str:
+def last_lines(text: str, count: int = 3) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error")]
     return "; ".join((errors or lines)[-count:])
 
 
 # --------------------------------------------------------------------------- test binaries
-
-
-def list_tests(argv: Sequence[str], env: Mapping[str, str], cwd: str, *, ignored: bool = False,
-               doc: bool = False, timeout: float = LIST_TIMEOUT) -> tuple[str, ...]:
-    """The tests (only the ``#[ignore]``d ones with ``ignored``) that ``argv`` (a test
-    binary, or ``cargo test --doc ... --``) lists, in libtest's order."""
-    argv = [*argv, "--list", "--format", "terse", *(["--ignored"] if ignored else [])]
-    result = proc.run(argv, cwd=cwd, env=dict(env), timeout=timeout,
-                      max_output=64 << 20)
-    if not result.ok:
-        raise CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
-                         f"{libtest.one_line(_last_lines(result.stderr))}")
-    return libtest.parse_list(result.stdout, spaces=doc)
-
-
-def run_args(names: Sequence[str], *, everything: bool, threads: int | None, ignored: str,
-             logfile: str | None) -> list[str]:
-    """libtest arguments of one run: all tests, or exactly ``names``. ``ignored``: skip
-    (ignored ones are reported as ``ignored, <reason>``, how the reason is learnt), include
-    (``--include-ignored``) or only (``--ignored``). The logfile records each result apart
-    from stdout, where a test's child processes also write."""
-    args = ["--show-output", "--color", "never", "--format", "pretty"]
-    if logfile is not None:
-        args += ["--logfile", logfile]
-    if threads is not None:
-        args += ["--test-threads", str(threads)]
-    if ignored == "include":
-        args += ["--include-ignored"]
-    elif ignored == "only":
-        args += ["--ignored"]
-    return args if everything else [*args, "--exact", *names]
 
 
 def _compile_progress(say: LineCallback | None, every: float = 2.0,

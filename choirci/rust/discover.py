@@ -10,12 +10,15 @@ targets (``lib``: ``--lib`` or tests/lib.rs) is a :class:`ConfigError`. Never im
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from choirci import proc
 from choirci.errors import ConfigError, ToolMissing
 from choirci.rust import cargo as cargo_mod
+from choirci.rust import libtest
 from choirci.rust.plan import BinaryPlan, Problem, Wanted, nearest, segment
 
+LIST_TIMEOUT = 120.0
 KIND_TEXT = {"lib": "the library's unit tests (--lib)", "doc": "the doc tests (--doc)",
              "test": "the integration test tests/{name}.rs (--test)",
              "bin": "the unit tests of [[bin]] {name} (--bin)"}
@@ -154,8 +157,8 @@ def _listed(plan: BinaryPlan, ignored: str) -> BinaryPlan:
         return plan
     env = plan.run_env()
     try:
-        listed = cargo_mod.list_tests([plan.executable], env.apply(), env.cwd)
-        only = (cargo_mod.list_tests([plan.executable], env.apply(), env.cwd, ignored=True)
+        listed = list_tests([plan.executable], env.apply(), env.cwd)
+        only = (list_tests([plan.executable], env.apply(), env.cwd, ignored=True)
                 if ignored == "only" else ())
     except cargo_mod.CargoError as exc:
         return dataclasses.replace(plan, problem=Problem(str(exc)))
@@ -168,8 +171,8 @@ def _doc_listed(plan: BinaryPlan, cargo: cargo_mod.Cargo, ignored: str) -> Binar
                                cwd=str(cargo.cwd))
     env = cargo_mod.clean_env()
     try:
-        listed = cargo_mod.list_tests(argv, env, str(cargo.cwd), doc=True, timeout=cargo.timeout)
-        only = (cargo_mod.list_tests(argv, env, str(cargo.cwd), ignored=True, doc=True,
+        listed = list_tests(argv, env, str(cargo.cwd), doc=True, timeout=cargo.timeout)
+        only = (list_tests(argv, env, str(cargo.cwd), ignored=True, doc=True,
                                      timeout=cargo.timeout)
                 if ignored == "only" else ())
     except ToolMissing as exc:
@@ -186,3 +189,16 @@ def _zero_tests(plan: BinaryPlan, ignored: str) -> BinaryPlan:
     message = (f"{plan.origin}: {plan.target} selects zero tests: {why} "
                f"(features: {plan.features_label}); a target that runs nothing cannot pass")
     return dataclasses.replace(plan, problem=Problem(message))
+
+
+def list_tests(argv: Sequence[str], env: Mapping[str, str], cwd: str, *, ignored: bool = False,
+               doc: bool = False, timeout: float = LIST_TIMEOUT) -> tuple[str, ...]:
+    """The tests (only the ``#[ignore]``d ones with ``ignored``) that ``argv`` (a test
+    binary, or ``cargo test --doc ... --``) lists, in libtest's order."""
+    argv = [*argv, "--list", "--format", "terse", *(["--ignored"] if ignored else [])]
+    result = proc.run(argv, cwd=cwd, env=dict(env), timeout=timeout,
+                      max_output=64 << 20)
+    if not result.ok:
+        raise cargo_mod.CargoError(f"`{result.command}` failed ({result.describe_exit()}): "
+                         f"{libtest.one_line(cargo_mod.last_lines(result.stderr))}")
+    return libtest.parse_list(result.stdout, spaces=doc)

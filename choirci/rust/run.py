@@ -79,7 +79,7 @@ def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
     stamps: list[tuple[float, str]] = []
     logfile = str(_scratch() / f"{uuid.uuid4().hex}.log")
     try:
-        args = cargo_mod.run_args(names, everything=everything, threads=threads,
+        args = run_args(names, everything=everything, threads=threads,
                                   ignored=ignored, logfile=logfile)
         if doc:
             assert cargo is not None
@@ -133,6 +133,24 @@ def run_from_json(text: str) -> BinaryRun:
     raw["argv"] = tuple(raw["argv"])
     raw["verdicts"] = {name: Verdict(**v) for name, v in raw["verdicts"].items()}
     return BinaryRun(**raw)
+
+
+def run_args(names: Sequence[str], *, everything: bool, threads: int | None, ignored: str,
+             logfile: str | None) -> list[str]:
+    """libtest arguments of one run: all tests, or exactly ``names``. ``ignored``: skip
+    (ignored ones are reported as ``ignored, <reason>``, how the reason is learnt), include
+    (``--include-ignored``) or only (``--ignored``). The logfile records each result apart
+    from stdout, where a test's child processes also write."""
+    args = ["--show-output", "--color", "never", "--format", "pretty"]
+    if logfile is not None:
+        args += ["--logfile", logfile]
+    if threads is not None:
+        args += ["--test-threads", str(threads)]
+    if ignored == "include":
+        args += ["--include-ignored"]
+    elif ignored == "only":
+        args += ["--ignored"]
+    return args if everything else [*args, "--exact", *names]
 
 
 def _with_logged(report: libtest.RunReport, logged: dict[str, libtest.TestResult]
