@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from choirci import cli
-from choirci.commands.manifest import parse_diff_closures
 from choirci.nix.formats import PathInfo
 from choirci.release import compare
 from choirci.release import manifest as mf
 from choirci.release.manifest import ClosureRecord, Manifest, ManifestError, StorePath
-from choirci.release.verify import identical_copies
+from choirci.release.verify import identical_copies, parse_diff_closures
 
 DATA = Path(__file__).parent / "data" / "manifest"
 SANDBOX = "/nix/store/z1yb8f5brfjlfkpmb947ahppkzgn2n7q-sandbox-0.1.0"

@@ -33,8 +33,9 @@ from choirci.release.verify import (
     content_mismatches,
     identical_copies,
     observe_bin_dir,
+    package_diff,
+    verify_summary,
 )
-from choirci.text import ANSI
 
 HELP = "release manifests: build from a clean tree, verify a store or host, diff, show"
 
@@ -337,21 +338,6 @@ def print_bin_matches(release: Manifest, bin_dir: Path, observed: Mapping[str, s
             print(f"ok {name}: {link} -> {actual}")
 
 
-def verify_summary(release: Manifest, where: str, mismatches: Sequence[Mismatch],
-                   bin_dir: Path | None, copies: int = 0) -> str:
-    count = len(all_paths(release))
-    head = f"release {release.short_sha} ({release.release_sha})"
-    if mismatches:
-        return f"manifest verify: {head}: {len(mismatches)} mismatch(es) on {where}"
-    hashes = "with the manifest's narHash" if release.has_hashes else \
-        "(narHash not recorded in a .env manifest: verify the .json to compare hashes)"
-    running = ""
-    if bin_dir is not None:
-        running = f"; {bin_dir} runs exactly these paths" if not copies else \
-            f"; {bin_dir} runs exactly these binaries ({copies} as identical copies)"
-    return f"manifest verify: {head}: all {count} store paths present on {where} {hashes}{running}"
-
-
 def _nix_settings(explicit: str | None) -> NixSettings:
     """Verify and diff run on prod too, where no choirci.yaml exists: defaults then."""
     chosen = explicit or os.environ.get("CHOIRCI_CONFIG")
@@ -382,24 +368,6 @@ def run_diff(args: argparse.Namespace) -> int:
 def _size(closure: ClosureRecord | None) -> str:
     size = closure.main.closure_size if closure else None
     return f" (closure {size} bytes)" if size else ""
-
-
-def package_diff(nix: Nix, before: str, after: str) -> list[str]:
-    """``nix store diff-closures`` lines, or one line saying why there are none."""
-    infos = nix.path_info([before, after])
-    absent = [p for p, info in infos.items() if info is None]
-    if absent:
-        return [f"(no package diff: {', '.join(absent)} not in the local store)"]
-    result = nix.diff_closures(before, after)
-    if not result.ok:
-        return [f"(no package diff: `{result.command}` {result.describe_exit()})"]
-    return parse_diff_closures(result.stdout) or [
-        "(nix store diff-closures: no package version or size change)"]
-
-
-def parse_diff_closures(text: str) -> list[str]:
-    """``name: 0.1.0 → 0.2.0, +1.2 KiB`` lines, without the colours Nix adds even to a pipe."""
-    return [ANSI.sub("", line).strip() for line in text.splitlines() if line.strip()]
 
 
 def run_show(args: argparse.Namespace) -> int:
