@@ -87,20 +87,28 @@ def test_closures_build_through_the_daemon(tmp_path: Path, daemon: Path) -> None
         == "present"
 
 
-def test_two_runs_on_one_daemon_build_each_closure_once(tmp_path: Path, daemon: Path) -> None:
-    """Two workspaces with the same derivations, each with its OWN choirci build lock (two
-    users of one NixOS machine): nothing in choirci serialises them; the daemon must build
-    each derivation once, and neither run may call the other's build a substitution."""
+@pytest.mark.parametrize("lock", ["own", "shared"])
+def test_two_runs_on_one_daemon_build_each_closure_once(tmp_path: Path, daemon: Path,
+                                                         lock: str) -> None:
+    """Two workspaces with the same derivations on one daemon. ``own``: each with its own
+    choirci build lock (two users of one NixOS machine), so nothing in choirci serialises
+    them and the daemon must build each derivation once. ``shared``: one lock path, so the
+    second run waits for the first and finds its results present. Either way neither run
+    calls the other's build a substitution."""
     counter = tmp_path / "builds.log"
     nonce = uuid.uuid4().hex
-    packages = {"alpha": f"echo alpha >> {counter}; sleep 3; " + PARENT,
+    packages = {"alpha": f"echo alpha >> {counter}; sleep 5; " + PARENT,
                 "beta": f"echo beta >> {counter}; cat $dep_alpha > $out"}
     roots = [tmp_path / "ws1", tmp_path / "ws2"]
     for root in roots:
-        make_workspace(root, packages, CONFIG.format(lock=root / "build.lock"), nonce=nonce)
-    runs = [subprocess.Popen(grind_argv(root / "run.xml", root / "evidence"), cwd=root,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for root in roots]
+        path = tmp_path / "build.lock" if lock == "shared" else root / "build.lock"
+        make_workspace(root, packages, CONFIG.format(lock=path), nonce=nonce)
+    runs = []
+    for root in roots:
+        runs.append(subprocess.Popen(grind_argv(root / "run.xml", root / "evidence"), cwd=root,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True))
+        time.sleep(0.5)  # the first run takes the lock first (when there is one to share)
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     for run, out in zip(runs, outputs, strict=True):
         assert run.returncode == 0, out
@@ -108,8 +116,14 @@ def test_two_runs_on_one_daemon_build_each_closure_once(tmp_path: Path, daemon: 
     verdicts = [properties(root / "run.xml") for root in roots]
     paths = {one(v["closures::alpha"], "out_path") for v in verdicts}
     assert len(paths) == 1 and "nix-daemon" in Path(paths.pop()).read_text()
+    caches = [one(v["closures::alpha"], "cache") for v in verdicts]
+    if lock == "shared":
+        assert "waiting for the build lock" in outputs[1]
+        assert caches == ["built", "present"]
+    else:
+        # The two really overlapped: both planned a build (neither found the other's
+        # result), and both report the path built on this machine.
+        assert {one(v["closures::alpha"], "cache_planned") for v in verdicts} == {"to-build"}
+        assert caches == ["built", "built"]
     for v in verdicts:
-        for name in ("closures::alpha", "closures::beta"):
-            assert one(v[name], "cache") in ("built", "present"), v[name]
-    # The two really overlapped: both planned a build (neither found the other's result).
-    assert {one(v["closures::alpha"], "cache_planned") for v in verdicts} == {"to-build"}
+        assert one(v["closures::beta"], "cache") in ("built", "present"), v["closures::beta"]
