@@ -2,7 +2,7 @@
 """Benchmark: the closure loop through choirci vs the raw batched ``nix build --json``.
 
     .venv/bin/python bench/bench_nix.py [--fixture fixtures/choiros-mini] [--warm-runs 5]
-                                        [--cold-runs 3]
+                                        [--cold-runs 3] [--tiny] [--json PATH]
 
 Copies of the workspace differ only in a nonce comment (so each gets its own, really cold
 derivations): one of each pair is built by the raw CI command, the other through choirci's
@@ -29,6 +29,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import common
+from common import Row, checked, fail
 
 from choirci import proc
 from choirci.config import load
@@ -40,13 +44,19 @@ OFFLINE = ("experimental-features = nix-command flakes\nsubstituters =\nsandbox 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--fixture", type=Path, default=REPO / "fixtures" / "choiros-mini")
     parser.add_argument("--warm-runs", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=3,
                         help="cold pairs (fresh derivations each), order alternated; medians")
     parser.add_argument("--keep", action="store_true", help="keep the built store paths")
     args = parser.parse_args()
+    if args.tiny:
+        args.warm_runs, args.cold_runs = 1, 1
+    return common.main(run, args)
+
+
+def run(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="choirci-bench-") as tmp:
         base = Path(tmp)
         if "substituters =" not in os.environ.get("NIX_CONFIG", ""):
@@ -54,11 +64,27 @@ def main() -> int:
             os.environ["NIX_CONFIG"] = OFFLINE.format(registry=base / "registry.json")
         pairs = [(workspace(args.fixture, base / f"raw{i}"), workspace(args.fixture, base / f"ours{i}"))
                  for i in range(args.cold_runs)]
-        figures = measure(pairs, args.warm_runs)
+        try:
+            figures = measure(pairs, args.warm_runs)
+        finally:
+            if not args.keep:
+                cleanup(*(ws for pair in pairs for ws in pair))
         report(figures, args.cold_runs)
-        if not args.keep:
-            cleanup(*(ws for pair in pairs for ws in pair))
-    return 0
+    return rows(figures, args.cold_runs, args.warm_runs)
+
+
+def rows(f: dict[str, float], cold_runs: int, warm_runs: int) -> list[Row]:
+    own_share = f["choirci_cold_own"] / f["raw_cold"]
+    return [
+        Row("nix", f"3 closures, cold build (median of {cold_runs})", f["choirci_cold"],
+            f["raw_cold"], "raw batched nix build --json", "own calls < 5 % of the build",
+            own_share < 0.05, f"choirci's own Nix calls: {f['choirci_cold_own']:.2f} s"),
+        Row("nix", f"3 closures, warm (median of {warm_runs})", f["choirci_warm"], f["raw_warm"],
+            "raw batched nix build --json", "added < 0.5 s",
+            f["choirci_warm"] - f["raw_warm"] < 0.5),
+        Row("nix", "pytest --grind -m nix, warm, whole process", f["pytest_warm"], f["raw_warm"],
+            "raw batched nix build --json", note="adds interpreter and pytest start-up"),
+    ]
 
 
 def workspace(fixture: Path, root: Path) -> Path:
@@ -78,7 +104,7 @@ def measure(pairs: list[tuple[Path, Path]], warm_runs: int) -> dict[str, float]:
                 "--print-build-logs", *installables]
 
     def raw(ws: Path) -> Callable[[], None]:
-        return lambda: subprocess.run(raw_argv, cwd=ws, check=True, capture_output=True) and None
+        return lambda: checked(raw_argv, "raw nix build", cwd=ws) and None
 
     def ours(ws: Path) -> Callable[[], None]:
         def go() -> None:
@@ -86,7 +112,8 @@ def measure(pairs: list[tuple[Path, Path]], warm_runs: int) -> dict[str, float]:
             run = run_batch(Nix(cwd=ws), load(ws / "choirci.yaml").closures)
             extra.append(time.perf_counter() - started - build_seconds.pop())
             bad = [r.message for r in run.results.values() if r.status != "ok"]
-            assert not bad, bad
+            if bad:
+                fail(f"choirci's batch build failed: {bad}")
         return go
 
     raw_cold: list[float] = []
@@ -120,8 +147,8 @@ def measure(pairs: list[tuple[Path, Path]], warm_runs: int) -> dict[str, float]:
     }
 
     def pytest_run() -> None:
-        subprocess.run([sys.executable, "-m", "pytest", "--grind", "-m", "nix", "-q",
-                        "-p", "no:cacheprovider"], cwd=ours_ws, check=True, capture_output=True)
+        checked([sys.executable, "-m", "pytest", "--grind", "-m", "nix", "-q",
+                 "-p", "no:cacheprovider"], "pytest --grind -m nix", cwd=ours_ws)
 
     figures["pytest_warm"] = statistics.median(timed(pytest_run) for _ in range(max(1, warm_runs // 2)))
     return figures
