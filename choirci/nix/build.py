@@ -19,6 +19,7 @@ its derivation was never announced as ``building``, and Nix does not mark it ``u
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,9 @@ class ClosureResult:
     cache: str | None = None  # present | substituted | built (after, proven)
     cache_source: str | None = None
     build_time: float | None = None
+    # Where a built closure was built: "local", or the remote builder Nix named
+    # ("building '<drv>' on 'ssh-ng://...'"); None when nothing was built.
+    built_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,29 @@ def _judge(nix: Nix, closure: Closure, entry: BuiltPath | None, ev: Evidence) ->
     if not outputs or len(infos) < len(outputs):
         return _failure(nix, base, ev)
     cache, source = classify(entry.drv_path, outputs.values(), ev)
-    return _replace(base, cache=cache, cache_source=source)
+    built_on = remote_builds(ev.stderr).get(entry.drv_path, "local") if cache == "built" else None
+    return _replace(base, cache=cache, cache_source=source, built_on=built_on)
+
+
+_REMOTE_BUILD = re.compile(r"^(?:building|checking outputs of) '(?P<drv>/nix/store/[^']+\.drv)'"
+                           r" on '(?P<machine>[^']+)'", re.MULTILINE)
+_CANNOT_BUILD_ON = re.compile(r"^cannot build on '(?P<machine>[^']+)': (?P<why>.+)$", re.MULTILINE)
+
+
+def remote_builds(stderr: str) -> dict[str, str]:
+    """Derivation -> the remote builder Nix sent it to (Nix's own "building ... on ..." line)."""
+    return {m["drv"]: m["machine"] for m in _REMOTE_BUILD.finditer(stderr)}
+
+
+def _builders_note(stderr: str, drvs: Iterable[str]) -> str:
+    """What the build log says about remote builders, for a failure message: the builders
+    Nix could not use, and the builder a failed derivation ran on."""
+    notes = [f"cannot build on {m['machine']!r}: {m['why'].strip()}"
+             for m in _CANNOT_BUILD_ON.finditer(stderr)]
+    remote = remote_builds(stderr)
+    notes += [f"{drv} was building on {remote[drv]!r}" for drv in dict.fromkeys(drvs)
+              if drv in remote]
+    return f" [remote builder: {'; '.join(dict.fromkeys(notes))}]" if notes else ""
 
 
 def _planned(entry: BuiltPath, outputs: dict[str, str], ev: Evidence) -> str:
@@ -215,15 +241,17 @@ def _failure(nix: Nix, base: ClosureResult, ev: Evidence) -> ClosureResult:
     culprit = _culprit(nix, drv, failures)
     if culprit is None:
         # Nix gave up before blaming any derivation: a host or harness problem.
+        # An unusable remote builder comes first: it is why, and the message is bounded.
         return _replace(base, status=ERROR, message=f"nix build did not build closure {name} "
-                        f"({installable}) and blamed no derivation ({build.describe_exit()}): "
-                        f"{_last_error(build.stderr)}")
+                        f"({installable}) and blamed no derivation ({build.describe_exit()})"
+                        f"{_builders_note(build.stderr, [drv])}: {_last_error(build.stderr)}")
     log = nix.log_tail(culprit.drv_path) or _stderr_for(build.stderr, culprit.drv_path)
     what = "its builder" if culprit.drv_path == drv else f"its dependency {culprit.drv_path}"
     return _replace(
         base, status=FAILED,
         message=f"closure {name} ({installable}) did not build: {what} {culprit.reason} "
-        f"(nix build {build.describe_exit()})",
+        f"(nix build {build.describe_exit()})"
+        f"{_builders_note(build.stderr, [culprit.drv_path, drv])}",
         details=f"last lines of the build log of {culprit.drv_path}:\n{log}\n\n"
         f"full log: nix log {culprit.drv_path}",
     )

@@ -274,6 +274,8 @@ class ClosureItem(ChoirciItem):
             self.record("cache", result.cache)
         if result.cache_source:
             self.record("cache_source", result.cache_source)
+        if result.built_on:
+            self.record("built_on", result.built_on)
         self.record("command", run.command or run.dry_run_command)
 
     def reportinfo(self) -> tuple[object, int | None, str]:  # type: ignore[override]
