@@ -186,6 +186,11 @@ def test_include_and_only_run_ignored_tests(grind, monkeypatch: pytest.MonkeyPat
     _, got = grind(config, "--rust-ignored=only")
     assert short(got, "rust::kinds::test:lib::") == {"ignored_in_lib": "passed"}
     assert "--ignored" in got["rust::kinds::test:lib::ignored_in_lib"].properties["rust.command"]
+    # A test named exactly that is not ignored would run 0 tests under `only`: it fails.
+    _, got = grind(targets("{crate: kinds, kind: test, test: lib, tests: [integration_lib]}"),
+                   "--rust-ignored=only")
+    (named,) = got.values()
+    assert named.outcome == "failed" and "is not #[ignore]d" in named.text
     # The config key does the same as the flag.
     _, got = grind(targets("{crate: kinds, kind: test, test: lib}", extra="  ignored: only\n"))
     assert short(got, "rust::kinds::test:lib::") == {"ignored_in_lib": "passed"}

@@ -156,6 +156,14 @@ class RustBinary(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         for name in self.plan.selected(only_ignored=self.runner.ignored == "only"):
             yield RustTest.from_parent(self, name=name, plan=self.plan, nodeid=_id(self, name))
+        if self.runner.ignored == "only":
+            for name in self.plan.not_ignored():
+                message = (f"{self.plan.origin}: {name} in {self.plan.target} is not #[ignore]d "
+                           "and rust.ignored: only (--rust-ignored=only) runs only #[ignore]d "
+                           "tests, so it would run 0 tests")
+                yield RustProblem.from_parent(self, name=name, plan=self.plan,
+                                              problem=Problem(message), test=name,
+                                              nodeid=_id(self, name))
         for name in self.plan.missing():
             message = (f"{self.plan.origin}: no test named {name!r} in {self.plan.target} "
                        f"(features: {self.plan.features_label}), so it would run 0 tests; "

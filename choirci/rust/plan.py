@@ -89,15 +89,20 @@ class BinaryPlan:
 
     def selected(self, only_ignored: bool = False) -> tuple[str, ...]:
         """The tests to collect; with ``only_ignored`` (rust.ignored: only) the #[ignore]d
-        ones among them, plus any asked for by exact name."""
+        ones among them."""
         chosen = self.listed
         if self.requested is not None:
             wanted = set(self.requested)
             chosen = tuple(name for name in chosen if name in wanted)
         if only_ignored:
-            keep = set(self.ignored) | set(self.named)
+            keep = set(self.ignored)
             chosen = tuple(name for name in chosen if name in keep)
         return chosen
+
+    def not_ignored(self) -> tuple[str, ...]:
+        """Names asked for exactly that exist but are not #[ignore]d (rust.ignored: only)."""
+        ignored, listed = set(self.ignored), set(self.listed)
+        return tuple(name for name in self.named if name in listed and name not in ignored)
 
     def missing(self) -> tuple[str, ...]:
         listed = set(self.listed)
