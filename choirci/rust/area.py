@@ -185,7 +185,8 @@ class RustBinary(pytest.Collector):
             return run_binary(self.plan, names, r.timeout, r.threads, r.ignored, r.cargo)
 
         workerinput = getattr(self.config, "workerinput", None)
-        if workerinput is None or "testrunuid" not in workerinput:
+        alone = r.mode == "per-test" and self.plan.kind != cargo_mod.DOC  # no worker batches
+        if workerinput is None or "testrunuid" not in workerinput or alone:
             run = compute(batch)
             self._runs.update(dict.fromkeys(batch, run))
             return
