@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
 
 from choirci.config.hosts import HostChecks
-from choirci.hosts.lib import check, config_of, fail, has_systemd, params, unit_state
+from choirci.hosts.lib import HostToolError, check, config_of, fail, has_systemd, params, unit_state
 from choirci.hosts.probe import unit_name
 from choirci.hosts.promoted import Checkout, git_command, modes_command, parse_git, parse_modes
 
@@ -30,6 +31,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "workspace": params(hc.workspace, "workspace"),
         "oneshot_unit": params(hc.oneshot_units, "oneshot_units"),
         "secret": params(list(hc.secret_modes), "secret_modes"),
+        "credential": params(list(hc.credentials), "credentials"),
     }
     for name, values in table.items():
         if name in metafunc.fixturenames:
@@ -91,3 +93,29 @@ def test_secret_mode(host: Any, secret: str, host_checks: HostChecks, record_pro
     if wrong:
         fail(f"{'; '.join(wrong)}, expected {expected} (host_checks.secret_modes); chmod "
              f"{expected} it and fix the sops-nix declaration that set the mode")
+
+
+def test_credential_file(host: Any, credential: str, host_checks: HostChecks, record_property: Any) -> None:
+    """A credential file (the hypervisor's EnvironmentFile, the admin token): present,
+    non-empty, exactly its mode and owner. Its content is never read."""
+    want = host_checks.credentials[credential]
+    path = shlex.quote(credential)
+    out = check(host, f"if [ -e {path} ]; then stat -L -c '%a %U:%G %s' -- {path} || exit 4; "
+                "else echo ABSENT; fi", "stat").stdout.split()
+    if out[:1] == ["ABSENT"]:
+        fail(f"{credential} does not exist on the host: the unit that materialises it "
+             "(choiros-secrets-materialize, choir-generate-admin-token) did not run or failed")
+    if len(out) != 3:
+        raise HostToolError(f"stat of {credential} printed {' '.join(out)[:80]!r}")
+    mode, owner, size = out
+    record_property(f"credential:{credential}", f"{mode} {owner} {size}B")
+    problems = []
+    if mode != want.mode:
+        problems.append(f"mode {mode}, expected {want.mode} (chmod {want.mode} {credential})")
+    user = owner.partition(":")[0]
+    if want.owner and want.owner not in (user, owner):
+        problems.append(f"owner {owner}, expected {want.owner} (chown {want.owner} {credential})")
+    if size == "0":
+        problems.append("it is empty")
+    if problems:
+        fail(f"credential file {credential}: {'; '.join(problems)} (host_checks.credentials)")

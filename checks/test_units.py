@@ -14,6 +14,7 @@ State comes from ``systemctl show`` (``ActiveState``, ``SubState``, ``UnitFileSt
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -31,6 +32,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("unit", params(hc.units, "units"))
     if "optional_unit" in metafunc.fixturenames:
         metafunc.parametrize("optional_unit", params(hc.optional_units, "optional_units"))
+    if "unit_template" in metafunc.fixturenames:
+        metafunc.parametrize("unit_template", params(hc.unit_templates, "unit_templates"))
+    if "env_unit" in metafunc.fixturenames:
+        metafunc.parametrize("env_unit", params(list(hc.unit_environment_files), "unit_environment_files"))
     if "port" in metafunc.fixturenames:
         ids = [f"{p.port}" + (f"@{p.container}" if p.container else "") for p in hc.ports]
         metafunc.parametrize("port", params(hc.ports, "ports", ids))
@@ -116,3 +121,37 @@ def test_port_listening(host: Any, port: Any) -> None:
     if port.port not in listening:
         fail(f"nothing listens on TCP port {port.port}{where}; listening ports: "
              f"{', '.join(map(str, sorted(listening))) or 'none'}")
+
+
+def test_unit_template_instances(host: Any, systemd: None, unit_template: str,
+                                 host_checks: HostChecks, record_property: Any) -> None:
+    """Every loaded instance of a template (``cloud-hypervisor@<vm>``) runs properly."""
+    listing = check(host, "systemctl list-units --all --plain --no-legend --no-pager "
+                    f"{shlex.quote(unit_template + '*')}", "systemctl").stdout
+    instances = [word for line in listing.splitlines()
+                 for word in line.split()[:2] if word.startswith(unit_template)][:1000]
+    record_property(f"instances:{unit_template}", " ".join(instances))
+    if not instances:
+        pytest.skip(f"no instance of {unit_template}.service is loaded on this host "
+                    f"(systemctl list-units '{unit_template}*')")
+    problems = [problem for name in instances
+                if (problem := _not_running(unit_state(host, name), name, host_checks.max_restarts))]
+    if problems:
+        fail("; ".join(problems))
+
+
+def test_unit_environment_file(host: Any, systemd: None, env_unit: str, host_checks: HostChecks,
+                               record_property: Any) -> None:
+    """The unit reads its secrets from the credential file the node materialises."""
+    expected = host_checks.unit_environment_files[env_unit]
+    state = unit_state(host, env_unit)
+    if not state.exists:
+        fail(f"{unit_name(env_unit)} is not installed on the host (LoadState=not-found)")
+    shown = check(host, f"systemctl show -p EnvironmentFiles --no-pager {shlex.quote(env_unit)}",
+                  "systemctl").stdout
+    files = [line.split("=", 1)[1].split(" (")[0] for line in shown.splitlines()
+             if line.startswith("EnvironmentFiles=")]
+    record_property(f"environment_files:{env_unit}", " ".join(files))
+    if expected not in files:
+        fail(f"{unit_name(env_unit)} does not read EnvironmentFile={expected} "
+             f"(it reads: {', '.join(files) or 'none'}); host_checks.unit_environment_files")

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from choirci.config import presets
+from choirci.config.presets import PRESET_NAMES, REBOOT_POLICIES, Credential
 
 if TYPE_CHECKING:
     from choirci.config.reader import Reader as _Reader
@@ -82,6 +85,7 @@ class PortCheck:
 @dataclass(frozen=True)
 class HostChecks:
     configured: bool = False  # the file has a host_checks: section (turns the hosts area on)
+    preset: str = "seed"  # seed | node (choirci.config.presets): the defaults below, or today's nodes
     units: tuple[str, ...] = ("hypervisor", "container@sandbox-live", "container@sandbox-dev")
     optional_units: tuple[str, ...] = ("caddy",)
     enabled_states: tuple[str, ...] = ENABLED_STATES
@@ -131,9 +135,24 @@ class HostChecks:
     workspace_branch: str = "main"
     oneshot_units: tuple[str, ...] = ("choiros-flakehub-login",)
     secret_modes: Mapping[str, str] = field(default_factory=lambda: dict(SECRET_MODES))
+    system: str | None = None  # the NixOS toplevel store path /run/current-system must be
+    reboot_pending: str = "fail"  # /run/booted-system's kernel or initrd differ: fail | warn | off
+    unit_templates: tuple[str, ...] = ()  # 'cloud-hypervisor@': every instance must be active
+    unit_environment_files: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, Credential] = field(default_factory=dict)
 
 
 KEYS = tuple(k for k in HostChecks.__dataclass_fields__ if k != "configured")
+
+
+def preset_defaults(preset: str) -> HostChecks:
+    """The defaults of ``host_checks.preset`` (``seed``: the class defaults)."""
+    if preset == "seed":
+        return HostChecks()
+    values = presets.node_defaults()
+    values["ports"] = tuple(PortCheck(port) for port in values["ports"])
+    values["sandboxes"] = tuple(Sandbox(role, url, role) for role, url in values["sandboxes"].items())
+    return replace(HostChecks(), preset=preset, **values)
 
 
 def parse_threshold(text: str) -> Threshold:
@@ -151,11 +170,12 @@ def parse_threshold(text: str) -> Threshold:
 
 def parse(r: _Reader, value: Any) -> HostChecks:
     table = r.mapping(value, "host_checks", KEYS)
-    d = HostChecks()
+    d = preset_defaults(_choice(r, table, "preset", PRESET_NAMES, "seed"))
     p = "host_checks."
     sandbox_process = _string(r, table, "sandbox_process", d.sandbox_process)
     return HostChecks(
         configured=value is not None,
+        preset=d.preset,
         units=_list(r, table, "units", d.units),
         optional_units=_list(r, table, "optional_units", d.optional_units),
         enabled_states=_list(r, table, "enabled_states", d.enabled_states),
@@ -192,14 +212,19 @@ def parse(r: _Reader, value: Any) -> HostChecks:
         manifest=r.optional_string(table.get("manifest"), p + "manifest"),
         manifest_units=_names(r, table, "manifest_units", d.manifest_units),
         manifest_processes=_names(r, table, "manifest_processes", {
-            "sandbox": sandbox_process or d.sandbox_process, "hypervisor": "hypervisor"}),
+            **d.manifest_processes, **({"sandbox": sandbox_process} if sandbox_process else {})}),
         manifest_gc_roots=_choice(r, table, "manifest_gc_roots", GC_ROOT_POLICIES,
                                   d.manifest_gc_roots),
         workspace=_absolute(r, table, "workspace", d.workspace),
         workspace_branch=r.optional_string(table.get("workspace_branch"), p + "workspace_branch")
         or d.workspace_branch,
         oneshot_units=_list(r, table, "oneshot_units", d.oneshot_units),
-        secret_modes=_modes(r, table, d.secret_modes),
+        secret_modes=presets.modes(r, table, d.secret_modes),
+        system=presets.system_path(r, table.get("system")),
+        reboot_pending=_choice(r, table, "reboot_pending", REBOOT_POLICIES, d.reboot_pending),
+        unit_templates=presets.templates(r, table, d.unit_templates),
+        unit_environment_files=presets.env_files(r, table, d.unit_environment_files),
+        credentials=presets.credentials(r, table, d.credentials),
     )
 
 
@@ -367,20 +392,3 @@ def _names(r: _Reader, table: dict[str, Any], key: str, default: Mapping[str, st
     spec = r.mapping(table[key], f"host_checks.{key}", None)
     return {r.name(str(closure), f"host_checks.{key}.{closure}"):
             r.string(value, f"host_checks.{key}.{closure}") for closure, value in spec.items()}
-
-
-def _modes(r: _Reader, table: dict[str, Any], default: Mapping[str, str]) -> Mapping[str, str]:
-    """path or glob -> octal mode (``"600"``, ``"0400"``), normalised to ``stat -c %a``."""
-    if "secret_modes" not in table:
-        return default
-    spec = r.mapping(table["secret_modes"], "host_checks.secret_modes", None)
-    out = {}
-    for pattern, mode in spec.items():
-        path = f"host_checks.secret_modes.{pattern}"
-        if not str(pattern).startswith("/"):
-            raise r.fail(path, f"expected an absolute path or glob as key, got {pattern!r}")
-        # A bare YAML 0400 is the integer 256: only a quoted mode is unambiguous.
-        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3}$", mode):
-            raise r.fail(path, f"expected a quoted octal mode like '600' or '0400', got {mode!r}")
-        out[str(pattern)] = f"{int(mode, 8):o}"
-    return out

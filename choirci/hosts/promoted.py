@@ -171,3 +171,66 @@ def parse_modes(output: str) -> list[FileMode]:
         if len(fields) == 3 and re.match(r"^[0-7]{3,4}$", fields[0]):
             out.append(FileMode(fields[2], fields[0], fields[1]))
     return out
+
+
+# --------------------------------------------------------------------------- NixOS system
+
+SYSTEM_LINKS = ("/run/current-system", "/run/booted-system")
+BOOT_PARTS = ("kernel", "initrd", "kernel-modules")  # what needs a reboot when it changes
+SHAPE = ("nixos-version", "init", "kernel")  # a toplevel, as phase-3 decides it
+STORE_PREFIX = re.compile(r"^(/nix/store/[0-9a-z]{32}-[^/\s]+)")
+
+
+@dataclass(frozen=True)
+class SystemState:
+    """``links``: link -> resolved path (absent links are missing); ``parts``: (link, part) ->
+    resolved path; ``execs``: unit file name -> the store path its ExecStart executes."""
+
+    links: dict[str, str]
+    parts: dict[tuple[str, str], str]
+    execs: dict[str, str]
+
+    def shaped(self, link: str) -> bool:
+        return all((link, part) in self.parts for part in SHAPE)
+
+
+def system_command() -> str:
+    """``LINK <link> <target|->``, ``PART <link> <part> <target>`` and, for the current
+    system, ``EXEC <unit file> <ExecStart>``; a failing readlink or sed is exit 4."""
+    return (need("readlink", "sed") + "for l in " + " ".join(SYSTEM_LINKS) + "; do "
+            "if [ -e \"$l\" ]; then t=$(readlink -f -- \"$l\") || exit 4; echo \"LINK $l $t\"; "
+            "for f in " + " ".join(dict.fromkeys(BOOT_PARTS + SHAPE)) + "; do "
+            "if [ -e \"$t/$f\" ]; then p=$(readlink -f -- \"$t/$f\") || exit 4; echo \"PART $l $f $p\"; fi; "
+            "done; else echo \"LINK $l -\"; fi; done; "
+            "if [ -e /run/current-system ]; then for u in /run/current-system/etc/systemd/system/*.service; do "
+            "if [ -e \"$u\" ]; then sed -n \"s|^ExecStart=[-@+!:]*|EXEC ${u##*/} |p\" \"$u\" || exit 4; fi; "
+            "done; fi; echo END")
+
+
+def parse_system(output: str) -> SystemState | None:
+    """None when the probe's END marker is missing (it stopped half-way)."""
+    links: dict[str, str] = {}
+    parts: dict[tuple[str, str], str] = {}
+    execs: dict[str, str] = {}
+    done = False
+    for line in output.splitlines():
+        fields = line.split(" ", 3)
+        if fields[0] == "LINK" and len(fields) == 3 and fields[2] != "-":
+            links[fields[1]] = fields[2]
+        elif fields[0] == "PART" and len(fields) == 4:
+            parts[(fields[1], fields[2])] = fields[3]
+        elif fields[0] == "EXEC" and len(fields) >= 3:
+            match = STORE_PREFIX.match(line.split(" ", 2)[2].strip())
+            if match and fields[1] not in execs:
+                execs[fields[1]] = match[1]
+        done = done or line == "END"
+    return SystemState(links, parts, execs) if done else None
+
+
+def service_files(units: tuple[str, ...]) -> tuple[str, ...]:
+    """Unit names (``hypervisor``, ``cloud-hypervisor@``, ``container@sandbox-live``) -> their
+    unit files in etc/systemd/system (an instance's is its template's, ``container@.service``)."""
+    def file(unit: str) -> str:
+        base = unit.removesuffix(".service")
+        return (base.split("@", 1)[0] + "@" if "@" in base else base) + ".service"
+    return tuple(dict.fromkeys(file(u) for u in units))
