@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from hostenv import builder as builders
 
 pytestmark = pytest.mark.slow
@@ -135,6 +137,27 @@ def test_closures_are_built_on_the_remote_builder(
     assert again.returncode == 0, again.stdout[-3000:]
     assert items["closures::one"]["cache"] == "present"
     assert "built_on" not in items["closures::one"]
+
+
+def test_a_workspace_closure_is_built_on_the_builder(
+        builder: builders.BuilderHost, tmp_path: Path) -> None:
+    """fixtures/choiros-mini's sandbox closure (a cargo release build; the builder has the
+    bind-mounted toolchain and its own cc), from a source no store holds yet."""
+    root = tmp_path / "choiros-mini"
+    shutil.copytree(FIXTURES / "choiros-mini", root, symlinks=True,
+                    ignore=shutil.ignore_patterns("target", "result*", "evidence"))
+    main = root / "sandbox" / "src" / "main.rs"
+    main.write_text(main.read_text() + f"\n// choirci remote builder test {uuid.uuid4().hex}\n")
+    (root / "choirci.yaml").write_text(
+        f"closures:\n  sandbox: ./sandbox#sandbox\nnix:\n  extra_args: {json.dumps(via(builder))}\n")
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    result, items = grind(builder, root, tmp_path / "ev", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    item = items["closures::sandbox"]
+    assert (item["cache"], item["built_on"]) == ("built", "ssh-ng://root@127.0.0.1"), item
+    assert item["out_path"] in builder.store_paths()
+    assert (Path(item["out_path"]) / "bin" / "sandbox").exists()
 
 
 def test_a_build_without_builders_says_local(tmp_path: Path, rootfs: Path) -> None:

@@ -2,8 +2,8 @@
 with ``systemd-nspawn --boot`` in a network namespace of its own that has nothing but loopback.
 
 The root file system is the test host's cached debootstrap (scripts/testhost/build-rootfs.sh,
-via :func:`hostenv.nspawn.ensure_rootfs`) plus ``nix-bin``, installed once with apt inside
-a copy (``/var/cache/choirci/builder/rootfs``); each boot runs on an overlay of it, so every
+via :func:`hostenv.nspawn.ensure_rootfs`) plus ``nix-bin`` and a C toolchain (rustc links
+with ``cc``), installed once with apt inside a copy (``/var/cache/choirci/builder/rootfs``); each boot runs on an overlay of it, so every
 builder starts with an EMPTY /nix/store of its own (nothing of this machine's store is
 shared). sshd listens on 127.0.0.1:22 inside the namespace: only a process in that
 namespace (``ip netns exec``, see :meth:`BuilderHost.client_argv`) can reach it, so the
@@ -30,6 +30,8 @@ from hostenv.sshd import Keys, make_keys
 
 CACHE = Path("/var/cache/choirci/builder")
 ROOTFS = CACHE / "rootfs"
+PACKAGES = ("nix-bin", "gcc", "libc6-dev")
+READY = ("usr/bin/nix-daemon", "usr/bin/cc")  # what a finished builder rootfs has
 NIX_CONF = """\
 experimental-features = nix-command flakes
 substituters =
@@ -51,14 +53,18 @@ def unavailable_reason() -> str | None:
     reason = nspawn.unavailable_reason()
     if reason:
         return reason
-    if not (ROOTFS / "usr/bin/nix-daemon").exists() and shutil.which("apt-get") is None:
+    if not _ready(ROOTFS) and shutil.which("apt-get") is None:
         return f"no cached builder rootfs at {ROOTFS} and no apt-get to install nix-bin into one"
     return None
 
 
+def _ready(rootfs: Path) -> bool:
+    return all((rootfs / path).exists() for path in READY)
+
+
 def ensure_builder_rootfs() -> Path:
-    """The test host's rootfs plus nix-bin (built once; apt runs inside nspawn)."""
-    if (ROOTFS / "usr/bin/nix-daemon").exists():
+    """The test host's rootfs plus PACKAGES (built once; apt runs inside nspawn)."""
+    if _ready(ROOTFS):
         return ROOTFS
     base = ensure_rootfs()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -71,14 +77,16 @@ def ensure_builder_rootfs() -> Path:
             ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(tmp),
              "--resolv-conf=copy-host", "sh", "-c",
              ("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-              "--no-install-recommends nix-bin && apt-get clean")],
+              f"--no-install-recommends {' '.join(PACKAGES)} && apt-get clean")],
             stdout=out, stderr=out, timeout=1200, check=False)
     shutil.rmtree(f"/run/systemd/nspawn/propagate/{tmp.name}", ignore_errors=True)
-    if result.returncode != 0 or not (tmp / "usr/bin/nix-daemon").exists():
+    if result.returncode != 0 or not _ready(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"installing nix-bin into the builder rootfs failed; see {log}")
+        raise RuntimeError(f"installing {' '.join(PACKAGES)} into the builder rootfs failed; "
+                           f"see {log}")
     for key in (tmp / "etc/ssh").glob("ssh_host_*"):  # every boot gets its own
         key.unlink()
+    shutil.rmtree(ROOTFS, ignore_errors=True)  # an older one, without all of PACKAGES
     tmp.rename(ROOTFS)
     return ROOTFS
 
