@@ -326,6 +326,21 @@ def test_a_failing_rust_test_in_one_shard_fails_the_workflow(
     assert failed == ["rust::sandbox::desktop_api_test::test_health_check"], failed
 
 
+def test_a_one_shard_matrix_passes(tmp_path: Path, env: dict[str, str],
+                                   runner_python: Path) -> None:
+    """One shard: download-artifact puts the lone artifact straight into the download path
+    (no <name>/ directory); the merge still finds it (it used to say "no shard uploaded any
+    evidence" and judge a passing run incomplete)."""
+    config = ("rust:\n  targets:\n    - crate: hypervisor\n      test: auth_gate_test\n")
+    workspace = make_workspace(tmp_path / "choiros-mini", env, config)
+    run = run_act(act_binary(), workspace, tmp_path / "act", env, runner_python)
+    assert run.returncode == 0, run.log[-4000:]
+    assert run.report == {"verdict": "pass", "result": "success"}, run.log[-3000:]
+    assert run.uploaded() == ["choirci-evidence", "choirci-shard-rust"]
+    assert "merged 1 shard run(s) (rust)" in "\n".join(
+        run.job_lines("choirci/choirci/merge and verdict"))
+
+
 # How a shard's runner is lost mid-run, as a loop step of the loops shard (its parent is the
 # shard's pytest): killed with what it recorded so far (an unfinished record is uploaded), or
 # killed with its evidence gone (nothing uploaded: "if-no-files-found: warn").
