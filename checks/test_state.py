@@ -111,11 +111,12 @@ def test_credential_file(host: Any, credential: str, host_checks: HostChecks, re
     record_property(f"credential:{credential}", f"{mode} {owner} {size}B")
     problems = []
     if mode != want.mode:
-        problems.append(f"mode {mode}, expected {want.mode} (chmod {want.mode} {credential})")
+        problems.append(f"has mode {mode}, expected {want.mode} (chmod {want.mode} {credential})")
     user = owner.partition(":")[0]
     if want.owner and want.owner not in (user, owner):
-        problems.append(f"owner {owner}, expected {want.owner} (chown {want.owner} {credential})")
+        problems.append(f"is owned by {owner}, expected {want.owner} (chown {want.owner} {credential})")
     if size == "0":
-        problems.append("it is empty")
+        problems.append("is empty")
     if problems:
-        fail(f"credential file {credential}: {'; '.join(problems)} (host_checks.credentials)")
+        # "<path> has ...": a "<...token>: <value>" shape would be scrubbed as a secret.
+        fail(f"credential file {credential} {' and '.join(problems)} (host_checks.credentials)")

@@ -75,7 +75,7 @@ def test_booted_system(host: Any, host_checks: HostChecks, record_property: Any)
     state = _state(host)
     current, booted = state.links.get(CURRENT), state.links.get(BOOTED)
     if current is None or booted is None:
-        pytest.skip(f"no {CURRENT if current is None else BOOTED} on this host: not a booted NixOS host")
+        pytest.skip(f"no {CURRENT if current is None else BOOTED} on this host: not a NixOS host (or not booted as one)")
     record_property("booted_system", booted)
     changed = [part for part in BOOT_PARTS
                if state.parts.get((CURRENT, part)) != state.parts.get((BOOTED, part))]

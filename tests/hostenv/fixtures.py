@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hostenv import build, nspawn, services
+from hostenv import build, node, nspawn, services
 from hostenv.sshd import PlainSshd, free_port
 
 
@@ -155,12 +155,14 @@ def _wait_listening(ports: list[int], procs: services.Processes, timeout: float 
 
 @pytest.fixture(scope="session")
 def nspawn_host(tmp_path_factory: pytest.TempPathFactory, choiros_binaries: build.Binaries) -> Iterator[nspawn.NspawnHost]:
-    """The booted systemd test host, or a skip saying precisely why this machine cannot."""
+    """The booted systemd test host, or a skip saying precisely why this machine cannot.
+    It is also a node (hostenv.node): /run/current-system, two system generations."""
     reason = nspawn.unavailable_reason()
     if reason:
         pytest.skip(f"systemd-nspawn test host unavailable: {reason}")
     rootfs = nspawn.ensure_rootfs()
-    host = nspawn.NspawnHost(tmp_path_factory.mktemp("nspawn-host"), choiros_binaries)
+    host = nspawn.NspawnHost(tmp_path_factory.mktemp("nspawn-host"), choiros_binaries,
+                             node.build_node(choiros_binaries))
     try:
         try:
             host.start(rootfs)

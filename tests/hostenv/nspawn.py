@@ -4,7 +4,8 @@ Layout: an overlay (the cached rootfs read-only below, a per-run upper dir) so t
 clean; a network namespace and a veth pair created by us (host side ``10.254.N.1/30``,
 container ``.2``), so nothing leaves this machine; ``/nix/store`` bind-mounted read-only; a
 16 MiB tmpfs at ``/opt/choiros/data`` (the "nearly full disk" variant fills it). Inside, the
-choiros-mini binaries run as real units: ``hypervisor.service`` and the template
+choiros-mini binaries run as real units (and, given ``systems``, the host is also a node of
+today's layout: see :mod:`hostenv.node`): ``hypervisor.service`` and the template
 ``container@.service`` instantiated as ``container@sandbox-live`` / ``container@sandbox-dev``
 (a stand-in for NixOS containers: the sandbox runs directly, on host ports 8080/8081).
 
@@ -22,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hostenv import services
+from hostenv import node, services
 from hostenv.build import REPO, Binaries
 from hostenv.sshd import Keys, client_config, make_keys, ssh, wait_for_ssh
 
@@ -30,12 +31,15 @@ CACHE = Path("/var/cache/choirci/testhost")
 ROOTFS = CACHE / "rootfs"
 BUILD_SCRIPT = REPO / "scripts" / "testhost" / "build-rootfs.sh"
 
+# The seed layout's unit; as a node it also reads the materialised credential file (optional:
+# "-", so the seed layout works without it).
 HYPERVISOR_UNIT = """[Unit]
 Description=ChoirOS hypervisor (choiros-mini)
-After=network.target
+After=network.target choiros-secrets-materialize.service
 [Service]
 ExecStart=/opt/choiros/bin/hypervisor
 EnvironmentFile=/etc/choiros/hypervisor.env
+EnvironmentFile=-/run/choiros/credentials/platform/hypervisor.env
 Restart=on-failure
 [Install]
 WantedBy=multi-user.target
@@ -75,9 +79,10 @@ def ensure_rootfs() -> Path:
 class NspawnHost:
     alias = "choirci-nspawn"
 
-    def __init__(self, workdir: Path, binaries: Binaries) -> None:
+    def __init__(self, workdir: Path, binaries: Binaries, systems: node.NodeSystems | None = None) -> None:
         self.workdir = workdir
         self.binaries = binaries
+        self.systems = systems  # set: the host is also a node running this NixOS-shaped system
         tag = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
         self.name = f"choirci-th-{tag}"
         self.netns = self.name
@@ -163,6 +168,8 @@ class NspawnHost:
         (root / "opt/choiros/data").mkdir(parents=True, exist_ok=True)
         for name in self.binaries.store_paths:
             (root / "opt/choiros/bin" / name).symlink_to(self.binaries.bin(name))
+        if self.systems is not None:
+            node.provision(root, self.systems)
 
     def _write(self, relative: str, text: str, mode: int = 0o644) -> None:
         path = self.merged / relative
