@@ -17,7 +17,7 @@ declare -A NEED=(
   [ip]=iproute2 [debootstrap]=debootstrap [systemd-nspawn]=systemd-container
   [ssh-keygen]=openssh-client [mkfs.ext4]=e2fsprogs [curl]=curl
   # a real crate with a dependency for tests/test_rust_real_crate.py (sources, built offline)
-  [aho-corasick:/usr/share/cargo/registry/aho-corasick-0.7.19]=librust-aho-corasick-dev
+  [aho-corasick:/usr/share/doc/librust-aho-corasick-dev]=librust-aho-corasick-dev
 )
 
 missing=()
