@@ -289,9 +289,22 @@ DOMAIN = host_check("test_domain_login", "prod", param="os.choir.chat")
 RELEASE = gates.load("release")
 
 
+SERVICES = "hypervisor.service=/nix/store/" + "h" * 32 + "-hypervisor-0.1.0"
+
+
+def system_report(host: str, services: str = SERVICES) -> ItemResult:
+    """test_system.py::test_current_system as a node records it (issue 15)."""
+    return host_check("test_current_system", host, module="test_system.py", properties=(
+        ("current_system", f"/nix/store/{'s' * 32}-nixos-system-{host}"), ("system_services", services)))
+
+
+# The staging run of the same commit: what production must run (release's staging: verified).
+STAGING = RunRecord(runs=(run(items=(system_report("staging"),)),))
+
+
 def release_reasons(items: tuple[ItemResult, ...], promoted: str | None = SHA) -> str:
-    record = RunRecord(runs=(run(items=items, promoted=promoted),))
-    verdict = verdicts.evaluate(RELEASE, record)
+    record = RunRecord(runs=(run(items=(*items, system_report("prod")), promoted=promoted),))
+    verdict = verdicts.evaluate(RELEASE, record, baselines=[STAGING])
     unmet = [r for v in verdict.items if not v.met for r in v.reasons]
     return " | ".join(unmet)
 
@@ -531,8 +544,8 @@ def test_a_pass_is_backed_only_by_own_passing_results_and_attested_files(
 
 def test_the_run_report_never_shows_a_pass_out_of_phase_order(tmp_path: Path) -> None:
     """release's own items all met on a run where phase-5 fails: the report says fail."""
-    record = RunRecord(runs=(run(items=(SMOKE, DOMAIN), promoted=SHA),))
-    assert verdicts.evaluate(RELEASE, record).verdict == "pass"  # its own items only
+    record = RunRecord(runs=(run(items=(SMOKE, DOMAIN, system_report("prod")), promoted=SHA),))
+    assert verdicts.evaluate(RELEASE, record, baselines=[STAGING]).verdict == "pass"  # its own items only
     evidence.write_all(record, tmp_path / "ev", Redactor())
     report = (tmp_path / "ev" / "report.md").read_text()
     assert "| release | fail |" in report and "| release | pass |" not in report

@@ -56,9 +56,12 @@ def test_init_writes_a_valid_config_from_what_the_repository_has(
     assert f"wrote {repo / 'choirci.yaml'}" in capsys.readouterr().out
     cfg = config.load(repo / "choirci.yaml")
     # Sub-flakes first; the root flake's re-exports of the same packages are noted, not doubled.
+    # The root flake's nixosConfigurations (the fixture's two nodes) become system closures.
     assert {c.name: c.installable for c in cfg.closures} == {
         "desktop": "./dioxus-desktop#desktop", "hypervisor": "./hypervisor#hypervisor",
-        "sandbox": "./sandbox#sandbox"}
+        "sandbox": "./sandbox#sandbox",
+        "system-choiros-a": ".#nixosConfigurations.choiros-a.config.system.build.toplevel",
+        "system-choiros-b": ".#nixosConfigurations.choiros-b.config.system.build.toplevel"}
     assert [(s.name, s.argv) for s in cfg.loops] == [
         ("fmt", ("cargo", "fmt", "--all", "--", "--check")),
         ("test", ("cargo", "test", "--workspace", "--lib", "--bins"))]

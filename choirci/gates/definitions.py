@@ -30,7 +30,9 @@ stand alone: ``release: grind_sha|promoted_sha|domain|prompt``, ``tree: clean``,
 substituted from a binary cache, a baseline run given with ``--history`` built the same
 derivations cold, and this run's build was faster) and ``current_system: toplevel`` (every
 host that reported its ``/run/current-system`` runs the NixOS toplevel this run built; no
-report is no pass). Selectors match only choirci's own items (closures, loops,
+report is no pass) and ``staging: verified`` (every host of this run that reported its system
+runs exactly the service store paths that a passing run of the same commit, given with
+``--history``, verified on another host: production after staging). Selectors match only choirci's own items (closures, loops,
 rust, release and the bundled host checks) unless the gate says ``user_tests: true``.
 
 Gate-level keys beyond the checklist: ``dirty_tree: allowed`` (every gate fails on a dirty
@@ -66,7 +68,7 @@ AREAS = ("closures", "loops", "rust", "release", "hosts", "python")
 MARKERS = ("nix", "rust", "host", "loop")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 RECORD_SELECTORS = {"tree": ("clean",), "run": ("pass",), "repeat": ("closures",),
-                    "current_system": ("toplevel",)}
+                    "current_system": ("toplevel",), "staging": ("verified",)}
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,12 @@ class Selector:
     run: str | None = None
     repeat: str | None = None
     current_system: str | None = None
+    staging: str | None = None
 
     @property
     def on_results(self) -> bool:
         """Whether the selector reads the run's own results (not a file or a fact)."""
-        return bool(self.match or self.run or self.repeat or self.current_system)
+        return bool(self.match or self.run or self.repeat or self.current_system or self.staging)
 
     def describe(self) -> str:
         if self.release:
@@ -96,6 +99,8 @@ class Selector:
             return f"a cached repeat of a baseline build of the {self.repeat}"
         if self.current_system:
             return "the host's /run/current-system is the built NixOS toplevel"
+        if self.staging:
+            return "every host runs the service store paths a passing staging run verified"
         parts = [f"{k}={v}" for k, v in self.match]
         parts += [f"where {k} in {'|'.join(v)}" for k, v in self.where]
         parts += [f"expect {k}{' in ' + '|'.join(v) if v else ' recorded'}" for k, v in self.expect]

@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from choirci.evidence import naming
 from choirci.evidence.record import PASSED, ItemResult, RunRecord, commit_problem, run_verdict
 from choirci.gates.definitions import Gate, GateItem, Selector
-from choirci.release.record import ReleaseRecord, check_of, fact_problem, is_own, release_record
+from choirci.release.record import (
+    SYSTEM_CHECK,
+    HostSystem,
+    ReleaseRecord,
+    check_of,
+    fact_problem,
+    host_systems,
+    is_own,
+    release_record,
+)
 
 # 2 is "refused or bad input" (a usage error, a malformed record, phase order not met):
 # the CLI's exit status for every ChoirciError.
@@ -158,6 +167,8 @@ def check(selector: Selector, record: RunRecord, release: ReleaseRecord,
         return repeat_problems(record, baselines)
     if selector.current_system:
         return converged_problems(record)
+    if selector.staging:
+        return staged_problems(record, baselines)
     if selector.release:
         problem = fact_problem(release, selector.release, record)
         return ([f"release {selector.release}: {problem}"] if problem else []), []
@@ -280,8 +291,8 @@ def converged_problems(record: RunRecord) -> tuple[list[str], list[str]]:
              if i.outcome == PASSED and i.prop("nixos_system") == "true"}
     reports = [i for i in record.items if check_of(i) and i.prop("current_system")]
     if not reports:
-        return [("no host check recorded the host's /run/current-system (none of the bundled "
-                "checks reads it yet), so nothing shows it runs the built NixOS toplevel")], []
+        return [(f"no host check recorded a host's /run/current-system ({SYSTEM_CHECK} records "
+                 "it on a NixOS host), so nothing shows it runs the built NixOS toplevel")], []
     if not built:
         return [("no NixOS system toplevel was built in this run (no closure with "
                 "nixos_system=true passed)")], []
@@ -292,6 +303,54 @@ def converged_problems(record: RunRecord) -> tuple[list[str], list[str]]:
     matched = [i.nodeid for i in reports] + [built[i.prop("current_system")].nodeid
                                              for i in reports if i.prop("current_system") in built]
     return problems, ([] if problems else list(dict.fromkeys(matched)))
+
+
+def staged_problems(record: RunRecord,
+                    baselines: Sequence[RunRecord]) -> tuple[list[str], list[str]]:
+    """Production runs what staging verified: every host of this run that reported its system
+    (``test_system.py::test_current_system``) runs exactly the service store paths that a host
+    of ANOTHER name reported in a passing run of the same commit given with ``--history``.
+    The toplevels may differ (each node has its own host config); the packages may not."""
+    production = host_systems(record)
+    if not production:
+        return [(f"no host of this run reported the system it runs ({SYSTEM_CHECK} on a NixOS "
+                 "host), so nothing shows what production runs")], []
+    commit = release_record(record).grind_sha
+    names = {h.host for h in production}
+    runs = [(b, [h for h in host_systems(b) if h.host not in names]) for b in baselines
+            if release_record(b).grind_sha == commit]
+    runs = [(b, hosts) for b, hosts in runs if hosts]
+    if not runs:
+        return [(f"no staging evidence: pass --history STAGING_DIR, the evidence of a run of commit "
+                 f"{commit or 'unknown'} whose host checks ran against the staging host (a host "
+                 f"named other than {', '.join(sorted(names))})")], []
+    verified = [h for b, hosts in runs if run_verdict(b).verdict == "pass"
+                for h in hosts if h.outcome == PASSED and h.services]
+    if not verified:
+        why = "; ".join(f"{', '.join(h.host for h in hosts)}: run verdict {run_verdict(b).verdict}"
+                        for b, hosts in runs)
+        return [("the staging evidence verified nothing: no passing staging run recorded service "
+                 f"store paths ({why})")], []
+    problems = [_staging_mismatch(h, verified) for h in production]
+    found = [p for p in problems if p]
+    return found, ([] if found else [h.nodeid for h in production])
+
+
+def _staging_mismatch(host: HostSystem, verified: Sequence[HostSystem]) -> str | None:
+    if host.outcome != PASSED:
+        return f"{host.nodeid} {host.outcome}"
+    if not host.services:
+        return (f"host {host.host} reported no service store paths (host_checks.units, "
+                "unit_templates, oneshot_units name the services compared with staging)")
+    if any(host.services == staged.services for staged in verified):
+        return None
+    staged = verified[0]
+    mine, theirs = dict(host.services), dict(staged.services)
+    diffs = [f"{unit}: {mine.get(unit, 'absent')} (staging {theirs.get(unit, 'absent')})"
+             for unit in sorted(set(mine) | set(theirs)) if mine.get(unit) != theirs.get(unit)]
+    return (f"host {host.host} does not run what staging ({staged.host}) verified: "
+            f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}; deploy the verified "
+            "release to it (or verify this one on staging first)")
 
 
 def tree_problems(record: RunRecord) -> list[str]:

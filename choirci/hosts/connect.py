@@ -102,9 +102,13 @@ def resolve_targets(
     user_ssh_config: str | None = None,
 ) -> list[HostTarget]:
     if cli_hosts:
+        # A configured name (--hosts staging) selects that host under its role name; a spec
+        # equal to a configured one is named after it; anything else by its host part.
         specs = [s.strip() for s in cli_hosts.split(",") if s.strip()]
         names = {v: k for k, v in configured.items()}
         return [
+            HostTarget(s, reuse.augment(configured[s], user_ssh_config), f"hosts.{s}")
+            if s in configured else
             HostTarget(names.get(s, _host_part(s)), reuse.augment(s, user_ssh_config), "--hosts")
             for s in specs
         ]

@@ -28,6 +28,37 @@ DOMAIN_CHECK = "test_http.py::test_domain_login"
 # (description, property, check module or module::function).
 HOST_REPORTS = (("workspace HEAD", "workspace_head", "test_state.py::test_workspace_clean"),
                 ("release", "release_sha", "test_release.py::"))
+# The NixOS system a host runs: its /run/current-system and the store paths its services execute.
+SYSTEM_CHECK = "test_system.py::test_current_system"
+
+
+@dataclass(frozen=True)
+class HostSystem:
+    """What one host runs, as ``test_system.py::test_current_system`` recorded it."""
+
+    host: str
+    current_system: str
+    services: tuple[tuple[str, str], ...]  # (unit file, store path it executes), sorted
+    nodeid: str
+    outcome: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"current_system": self.current_system, "services": dict(self.services),
+                "check": self.nodeid, "outcome": self.outcome}
+
+
+def host_systems(record: RunRecord) -> tuple[HostSystem, ...]:
+    """Per host, the system a bundled check saw it run (hosts that reported none are absent)."""
+    out = []
+    for item in record.items:
+        check = check_of(item)
+        current = item.prop("current_system")
+        if check and check[0] == SYSTEM_CHECK and current:
+            words = (item.prop("system_services") or "").split()
+            pairs = (word.partition("=") for word in words if "=" in word)
+            services = tuple(sorted((unit, path) for unit, _, path in pairs))
+            out.append(HostSystem(item.host or "?", current, services, item.nodeid, item.outcome))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,7 @@ class ReleaseRecord:
     domain: str | None
     prompt: PromptResult | None
     commits: tuple[str, ...] = ()  # every commit the shards tested (one, if consistent)
+    hosts: tuple[HostSystem, ...] = ()  # per host, the NixOS system and service paths it runs
 
     def to_json(self) -> dict[str, Any]:
         prompt = self.prompt
@@ -58,6 +90,7 @@ class ReleaseRecord:
                 "url": prompt.url, "message": prompt.message,
             },
             "commits": list(self.commits),
+            "hosts": {h.host: h.to_json() for h in self.hosts},
         }
 
 
@@ -109,6 +142,7 @@ def release_record(record: RunRecord) -> ReleaseRecord:
         domain=_single([p.domain for p in provs]),
         prompt=prompt,
         commits=tuple(sorted({p.commit for p in provs if p.commit})),
+        hosts=host_systems(record),
     )
 
 
