@@ -7,7 +7,9 @@
   execute (``ExecStart`` of ``units``, ``optional_units``, ``oneshot_units``,
   ``unit_templates`` in the toplevel's ``etc/systemd/system``) are recorded as
   ``system_services`` (``unit=path`` words): the release gate compares them between staging
-  and production.
+  and production. Where the system's ``nixos-version --json`` names its
+  ``configurationRevision`` (a commit id), it is recorded as ``system_revision``: the release
+  gate's promoted SHA must equal it.
 * ``/run/booted-system`` differing from the current system in ``kernel``, ``initrd`` or
   ``kernel-modules`` is a pending reboot (``host_checks.reboot_pending: fail|warn|off``).
 * The rollback generation is ``test_deploy.py::test_nixos_rollback_generation``.
@@ -59,6 +61,8 @@ def test_current_system(host: Any, host_checks: HostChecks, record_property: Any
                            + host_checks.unit_templates)
     services = {unit: path for unit, path in sorted(state.execs.items()) if unit in wanted}
     record_property("system_services", " ".join(f"{u}={p}" for u, p in services.items()))
+    if state.revision:  # the commit it was built from: the release gate's promoted SHA must equal it
+        record_property("system_revision", state.revision)
     if not state.shaped(CURRENT):
         missing = [part for part in SHAPE if (CURRENT, part) not in state.parts]
         fail(f"{CURRENT} -> {current} is not a NixOS system toplevel (no {', '.join(missing)})")

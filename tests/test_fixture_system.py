@@ -1,12 +1,15 @@
 """The fixture's root flake mirrors today's layout (issue 15 item 6): its
 ``nixosConfigurations.<node>.config.system.build.toplevel`` builds offline, with real Nix,
 into a store path of a NixOS system's shape, which choirci records as ``nixos_system``; the
-two nodes' toplevels differ (their hosts) while their services run the same package paths."""
+two nodes' toplevels differ (their hosts) while their services run the same package paths; each
+reports the commit it was built from through ``nixos-version --json``."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,8 @@ def test_the_fixture_nodes_are_nixos_systems(pytester: pytest.Pytester, monkeypa
         + f"nix:\n  lock_path: {root / 'build.lock'}\n")
     (root / ".gitignore").write_text("evidence/\n.cache/\n*.xml\nbuild.lock*\n")
     commit(root)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
     result = pytester.runpytest_subprocess("--grind", "-m", "nix", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["choirci: verdict PASS*"])
     items = {i.nodeid: i for i in evidence.load(root / "evidence").items}
@@ -47,7 +52,12 @@ def test_the_fixture_nodes_are_nixos_systems(pytester: pytest.Pytester, monkeypa
         hypervisor = (out / "etc/systemd/system/hypervisor.service").read_text()
         assert f"ExecStart={os.readlink(out / 'sw/bin/hypervisor').removesuffix('/bin/hypervisor')}" in hypervisor
         assert "EnvironmentFile=/run/choiros/credentials/platform/hypervisor.env" in hypervisor
-        assert sorted(p.name for p in (out / "sw/bin").iterdir()) == ["dioxus-desktop", "hypervisor", "sandbox"]
+        assert sorted(p.name for p in (out / "sw/bin").iterdir()) == [
+            "dioxus-desktop", "hypervisor", "nixos-version", "sandbox"]
+        # system.configurationRevision: the flake's commit, as a host reports it
+        version = subprocess.run([str(out / "sw/bin/nixos-version"), "--json"], capture_output=True,
+                                 text=True, check=True).stdout
+        assert json.loads(version)["configurationRevision"] == head
     a, b = paths["choiros-a"], paths["choiros-b"]
     assert a != b and os.readlink(a / "kernel") == os.readlink(b / "kernel")
     assert (a / "etc/systemd/system/hypervisor.service").read_text() == \

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hostenv import node
 from hostenv.build import Binaries
-from hostenv.fixtures import HostUnderTest, sh
+from hostenv.fixtures import HostUnderTest
 from hostenv.nspawn import NspawnHost
 
 pytestmark = pytest.mark.slow
@@ -75,8 +75,8 @@ def test_host_runs_another_system(pytester: pytest.Pytester, as_node: HostUnderT
     previous, current = nspawn_host.systems.previous, nspawn_host.systems.current
     result = grind(pytester, as_node, "-k", "current_system", system=previous)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*the host runs {current}, not the system that was built and tested "
-                                 f"{previous} (host_checks.system)*"])
+    result.stdout.fnmatch_lines([(f"*the host runs {current}, not the system that was built and tested "
+                                 f"{previous} (host_checks.system)*")])
     grind(pytester, as_node, "-k", "current_system", system=current).assert_outcomes(passed=1)
 
 
@@ -88,8 +88,8 @@ def test_reboot_pending(pytester: pytest.Pytester, as_node: HostUnderTest, nspaw
            f"ln -sfn {nspawn_host.systems.current} /run/booted-system")
     result = grind(pytester, as_node, "-k", "booted_system")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*reboot pending: the host booted {older_kernel} but runs "
-                                 f"{nspawn_host.systems.current}, whose kernel, initrd, kernel-modules differ*"])
+    result.stdout.fnmatch_lines([(f"*reboot pending: the host booted {older_kernel} but runs "
+                                 f"{nspawn_host.systems.current}, whose kernel, initrd, kernel-modules differ*")])
     warned = grind(pytester, as_node, "-k", "booted_system", reboot_pending="warn")
     warned.assert_outcomes(passed=1, warnings=1)
     # a switch that keeps the kernel (the previous generation) needs no reboot
@@ -115,6 +115,36 @@ def test_wrong_environment_file(pytester: pytest.Pytester, as_node: HostUnderTes
     result = grind(pytester, as_node, "-k", "environment_file",
                    unit_environment_files={"hypervisor": "/run/choiros/credentials/platform/other.env"})
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*hypervisor.service does not read EnvironmentFile=/run/choiros/credentials/"
+    result.stdout.fnmatch_lines([("*hypervisor.service does not read EnvironmentFile=/run/choiros/credentials/"
                                  "platform/other.env (it reads: /etc/choiros/hypervisor.env, "
-                                 "/run/choiros/credentials/platform/hypervisor.env)*"])
+                                 "/run/choiros/credentials/platform/hypervisor.env)*")])
+
+
+def test_the_system_revision_is_compared_with_the_promoted_sha(
+        pytester: pytest.Pytester, as_node: HostUnderTest, nspawn_host: NspawnHost,
+        choiros_binaries: Binaries, broken: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system built with configurationRevision reports it (nixos-version --json); the release
+    gate's promoted SHA must be that commit."""
+    from choirci.evidence import files as evidence
+    from choirci.release.record import fact_problem, release_record
+
+    assert nspawn_host.systems is not None
+    built_from = "c" * 40
+    revised = node.build_system(choiros_binaries, "choiros-b", revision=built_from)
+    broken(f"ln -sfn {revised} /run/current-system", f"ln -sfn {nspawn_host.systems.current} /run/current-system")
+    monkeypatch.setenv("CHOIRCI_PROMOTED_SHA", "d" * 40)
+    grind(pytester, as_node, "-k", "current_system").assert_outcomes(passed=1)
+    record = evidence.load(pytester.path / "evidence")
+    assert record.items[0].prop("system_revision") == built_from
+    release = release_record(record)
+    problem = fact_problem(release, "promoted_sha", record)
+    assert problem is not None  # the promoted SHA is not this run's (uncommitted) commit either
+    # with the promoted SHA equal to the grind commit, the host's revision decides
+    from dataclasses import replace
+
+    same = replace(release, grind_sha="d" * 40, promoted_sha="d" * 40)
+    assert fact_problem(same, "promoted_sha", record) == (
+        f"host grind reports system revision {built_from}, not the promoted SHA {'d' * 40} "
+        f"({record.items[0].nodeid})")
+    agreed = replace(release, grind_sha=built_from, promoted_sha=built_from)
+    assert fact_problem(agreed, "promoted_sha", record) is None

@@ -107,3 +107,13 @@ def test_system_probe_parser() -> None:
         promoted.SystemState({}, {}, {})
     assert promoted.service_files(("hypervisor", "container@sandbox-live", "cloud-hypervisor@", "x.service")) == (
         "hypervisor.service", "container@.service", "cloud-hypervisor@.service", "x.service")
+
+
+def test_system_revision_parser() -> None:
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    base = f"LINK /run/current-system {STORE}-nixos-system-b\n"
+    good = promoted.parse_system(base + f'REV {{"nixosVersion": "25.05", "configurationRevision": "{rev}"}}\nEND')
+    assert good is not None and good.revision == rev
+    for bad in ('{"configurationRevision": null}', '{"configurationRevision": "dirty"}', "not json", "[1]"):
+        state = promoted.parse_system(base + f"REV {bad}\nEND")
+        assert state is not None and state.revision is None, bad

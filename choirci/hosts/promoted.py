@@ -18,6 +18,7 @@ Formats:
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -189,6 +190,7 @@ class SystemState:
     links: dict[str, str]
     parts: dict[tuple[str, str], str]
     execs: dict[str, str]
+    revision: str | None = None  # nixos-version --json's configurationRevision (a commit id)
 
     def shaped(self, link: str) -> bool:
         return all((link, part) in self.parts for part in SHAPE)
@@ -204,7 +206,10 @@ def system_command() -> str:
             "done; else echo \"LINK $l -\"; fi; done; "
             "if [ -e /run/current-system ]; then for u in /run/current-system/etc/systemd/system/*.service; do "
             "if [ -e \"$u\" ]; then sed -n \"s|^ExecStart=[-@+!:]*|EXEC ${u##*/} |p\" \"$u\" || exit 4; fi; "
-            "done; fi; echo END")
+            "done; v=/run/current-system/sw/bin/nixos-version; "
+            # the commit the system was built from (system.configurationRevision), if it says
+            "if [ -x \"$v\" ] && j=$(\"$v\" --json 2>/dev/null); then printf 'REV %s\\n' \"$j\" | tr -d '\\n'; "
+            "echo; fi; fi; echo END")
 
 
 def parse_system(output: str) -> SystemState | None:
@@ -212,9 +217,12 @@ def parse_system(output: str) -> SystemState | None:
     links: dict[str, str] = {}
     parts: dict[tuple[str, str], str] = {}
     execs: dict[str, str] = {}
+    revision = None
     done = False
     for line in output.splitlines():
         fields = line.split(" ", 3)
+        if line.startswith("REV "):
+            revision = _revision(line[4:])
         if fields[0] == "LINK" and len(fields) == 3 and fields[2] != "-":
             links[fields[1]] = fields[2]
         elif fields[0] == "PART" and len(fields) == 4:
@@ -224,7 +232,15 @@ def parse_system(output: str) -> SystemState | None:
             if match and fields[1] not in execs:
                 execs[fields[1]] = match[1]
         done = done or line == "END"
-    return SystemState(links, parts, execs) if done else None
+    return SystemState(links, parts, execs, revision) if done else None
+
+
+def _revision(text: str) -> str | None:
+    try:
+        value = json.loads(text).get("configurationRevision")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40}", value) else None
 
 
 def service_files(units: tuple[str, ...]) -> tuple[str, ...]:

@@ -8,7 +8,9 @@
 :func:`fact_problem` is strict: the grind SHA and the promoted SHA are full 40-hex commit ids
 and equal; the promoted SHA also equals what a host reported where a bundled host check
 recorded it (``workspace_head`` of ``test_state.py::test_workspace_clean``, ``release_sha`` of
-the ``test_release.py`` manifest checks); the domain counts
+the ``test_release.py`` manifest checks, ``system_revision`` of
+``test_system.py::test_current_system``: the running NixOS system's configurationRevision);
+the domain counts
 as tested only when a bundled ``test_http.py::test_domain_login`` check for exactly that
 domain executed and passed (real requests, not the config string).
 """
@@ -27,7 +29,8 @@ DOMAIN_CHECK = "test_http.py::test_domain_login"
 # What a promoted host says about its commit, where a bundled check recorded it:
 # (description, property, check module or module::function).
 HOST_REPORTS = (("workspace HEAD", "workspace_head", "test_state.py::test_workspace_clean"),
-                ("release", "release_sha", "test_release.py::"))
+                ("release", "release_sha", "test_release.py::"),
+                ("system revision", "system_revision", "test_system.py::test_current_system"))
 # The NixOS system a host runs: its /run/current-system and the store paths its services execute.
 SYSTEM_CHECK = "test_system.py::test_current_system"
 

@@ -22,17 +22,20 @@ SYSTEM_NIX = FIXTURE / "nix" / "system.nix"
 KERNEL = "6.6.0-choiros-mini"
 
 
-def system_expr(binaries: Binaries, host_name: str, kernel: str = KERNEL, version: str = "25.05.choiros-mini") -> str:
+def system_expr(binaries: Binaries, host_name: str, kernel: str = KERNEL, version: str = "25.05.choiros-mini",
+                revision: str | None = None) -> str:
     packages = " ".join(f"{name} = builtins.storePath {json.dumps(path)};"
                         for name, path in binaries.closures().items())
     return (f"import {SYSTEM_NIX} {{ packages = {{ {packages} }}; hostName = {json.dumps(host_name)}; "
-            f"kernelVersion = {json.dumps(kernel)}; version = {json.dumps(version)}; }}")
+            f"kernelVersion = {json.dumps(kernel)}; version = {json.dumps(version)}; "
+            f"revision = {json.dumps(revision) if revision else 'null'}; }}")
 
 
 def build_system(binaries: Binaries, host_name: str, kernel: str = KERNEL,
-                 version: str = "25.05.choiros-mini") -> str:
-    result = subprocess.run(["nix-build", "--no-out-link", "-E", system_expr(binaries, host_name, kernel, version)],
-                            capture_output=True, text=True, timeout=300)
+                 version: str = "25.05.choiros-mini", revision: str | None = None) -> str:
+    expr = system_expr(binaries, host_name, kernel, version, revision)
+    result = subprocess.run(["nix-build", "--no-out-link", "-E", expr],
+                            check=False, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"nix-build of the {host_name} system failed: {result.stderr.strip()[-400:]}")
     return result.stdout.strip().splitlines()[-1]
