@@ -117,6 +117,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_rootdir(config)
     try:
         settings = _resolve_settings(config)
+        if not settings.is_worker:
+            # Known before anything is built: a crate or target that does not exist.
+            from choirci.rust.area import preflight
+
+            preflight(settings, config)
         lock = _claim_evidence_dir(config, settings)
     except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None

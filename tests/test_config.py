@@ -74,7 +74,7 @@ def test_good_config_is_typed(tmp_path: Path) -> None:
         (
             "rust:\n  targets:\n    - crate: sandbox\n      tset: x\n",
             "choirci.yaml:4: rust.targets[0].tset: unknown key (did you mean 'test'?); "
-            "allowed: crate, test, tests, features",
+            "allowed: crate, test, kind, tests, features, manifest",
         ),
         (
             "rust:\n  targets:\n    - crate: sandbox\n",

@@ -68,10 +68,12 @@ def test_init_writes_a_valid_config_from_what_the_repository_has(
     text = (repo / "choirci.yaml").read_text()
     assert "`cargo clippy --workspace --all-targets -- -D warnings || true` uses shell syntax" \
         in text
-    targets = {(t.crate, t.test, t.manifest is not None) for t in cfg.rust.targets}
-    assert {("sandbox", "desktop_api_test", False), ("sandbox", "supervision_test", False),
-            ("hypervisor", "auth_gate_test", False), ("sandbox", "lib", False),
-            ("dioxus-desktop", "dioxus-desktop", True)} <= targets
+    targets = {(t.crate, t.kind, t.test, t.manifest is not None) for t in cfg.rust.targets}
+    assert {("sandbox", "test", "desktop_api_test", False),
+            ("sandbox", "test", "supervision_test", False),
+            ("hypervisor", "test", "auth_gate_test", False), ("sandbox", "lib", "lib", False),
+            ("sandbox", "bin", "sandbox", False),
+            ("dioxus-desktop", "bin", "dioxus-desktop", True)} <= targets
     assert (repo / ".gitignore").read_text() == "/evidence/\n"
 
 

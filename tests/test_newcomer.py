@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from rust_support import cargo_env  # imported before pytester moves HOME (rustup reads it)
 
 FAKE = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"
@@ -239,3 +241,40 @@ def test_a_new_run_moves_the_old_runs_gate_verdicts_aside(workspace: pytest.Pyte
     workspace.runpytest("--grind", "--area", "loops")
     assert not (gates / "phase-1.json").exists()
     assert (gates / "stale" / "phase-1.json").read_text() == '{"gate": "phase-1", "verdict": "pass"}'
+
+
+@pytest.fixture
+def mini(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A copy of the example workspace with a real cargo (metadata only; nothing compiles in
+    these tests) and a fake nix that logs any call."""
+    root = Path(__file__).resolve().parent.parent / "fixtures" / "choiros-mini"
+    shutil.copytree(root, pytester.path, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("target", "evidence"))
+    cargo_env(monkeypatch, pytester.path / "target")
+    nix = _tool(pytester, "nix")
+    text = (pytester.path / "choirci.yaml").read_text()
+    (pytester.path / "choirci.yaml").write_text(text + f"nix:\n  binary: {nix}\n")
+    return pytester
+
+
+def test_an_unknown_crate_in_a_selection_is_refused_before_anything_builds(
+        mini: pytest.Pytester) -> None:
+    result = mini.runpytest("--grind", "--rust-test", "sandbx::desktop_api_test")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --rust-test sandbx::desktop_api_test: no crate 'sandbx' "
+                                 "in the Cargo workspace at *; nearest: sandbox*"])
+    assert calls(mini) == [] and not (mini.path / "evidence").exists()
+    assert not (mini.path / "target" / "debug").exists()  # nothing compiled
+
+
+def test_an_unknown_config_target_is_refused_naming_file_and_target(
+        mini: pytest.Pytester) -> None:
+    text = (mini.path / "choirci.yaml").read_text()
+    (mini.path / "choirci.yaml").write_text(
+        text.replace("test: auth_gate_test", "test: auth_gate_tst").replace(
+            "crate: hypervisor", "crate: hypervisor"))
+    result = mini.runpytest("--grind")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: choirci.yaml: rust.targets[[]2[]] *: crate hypervisor has "
+                                 "no * 'auth_gate_tst'; nearest: auth_gate_test*"])
+    assert calls(mini) == []

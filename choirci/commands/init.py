@@ -7,8 +7,9 @@ What it reads, all offline:
   (``.#nixosConfigurations.<host>.config.system.build.toplevel``). A flake that does not
   evaluate here (inputs not fetched, no network) is listed as a comment saying so.
 * Rust targets from ``cargo metadata --no-deps`` of the workspace and of every crate outside
-  it that has its own ``Cargo.toml`` (then with ``manifest:``): each integration test target,
-  and each crate's unit tests.
+  it that has its own ``Cargo.toml`` (then with ``manifest:``): each crate's unit tests (lib
+  and bins, as ``cargo test --workspace --lib --bins`` runs them) and each integration test,
+  every one with its ``kind:``.
 * CI-parity loop steps from the ``run:`` lines of ``.github/workflows/*.yml`` that are plain
   cargo or nix commands (fmt, clippy, check, test, build, flake check); anything with shell
   syntax is left as a comment.
@@ -210,15 +211,16 @@ def _rust(root: Path, found: Found) -> None:
 
 
 def _targets(package: dict[str, Any], manifest: str | None) -> list[dict[str, Any]]:
+    """The crate's unit tests (lib, each [[bin]]) and each integration test, with an explicit
+    kind so that no name can mean two targets (tests/lib.rs is ``test: lib``, not ``--lib``)."""
     out: list[dict[str, Any]] = []
     kinds = [(t["name"], set(t.get("kind", ()))) for t in package.get("targets", ())]
-    for name, kind in kinds:
-        if "test" in kind:
-            out.append({"crate": package["name"], "test": name})
     if any(kind & {"lib", "rlib", "proc-macro"} for _, kind in kinds):
-        out.append({"crate": package["name"], "test": "lib"})
-    elif manifest is not None or not any("test" in k for _, k in kinds):
-        out += [{"crate": package["name"], "test": name} for name, kind in kinds if "bin" in kind]
+        out.append({"crate": package["name"], "kind": "lib"})
+    out += [{"crate": package["name"], "kind": "bin", "test": name}
+            for name, kind in kinds if "bin" in kind]
+    out += [{"crate": package["name"], "kind": "test", "test": name}
+            for name, kind in kinds if "test" in kind]
     for entry in out:
         if manifest is not None:
             entry["manifest"] = manifest
@@ -287,7 +289,9 @@ def render(found: Found) -> str:
     lines += ["", "rust:", "  targets:                      # exact test binaries (never filters)"]
     for target in found.rust:
         lines.append(f"    - crate: {_q(target['crate'])}")
-        lines.append(f"      test: {_q(target['test'])}")
+        lines.append(f"      kind: {target['kind']}")
+        if "test" in target:
+            lines.append(f"      test: {_q(target['test'])}")
         if "manifest" in target:
             lines.append(f"      manifest: {_q(target['manifest'])}   # outside the workspace")
     lines += [f"  # {note}" for note in found.rust_notes]

@@ -37,7 +37,7 @@ from choirci.nix.adapter import Nix
 from choirci.rust import cargo as cargo_mod
 from choirci.rust.cargo import Cargo
 from choirci.rust.claims import run_claimed
-from choirci.rust.discover import discover
+from choirci.rust.discover import discover, location_problems
 from choirci.rust.plan import BinaryPlan, Problem, cache_key, cached, nearest, wanted_targets
 from choirci.rust.run import (
     FAILED,
@@ -77,6 +77,24 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
     return RustArea.from_parent(session, name=AREA, nodeid=AREA, plans=plans,
                                 runner=_Runner(cargo, rust.timeout, rust.test_threads, ignored,
                                                rust.run))
+
+
+def preflight(settings: Settings, config: pytest.Config) -> None:
+    """Refuse, before anything is built, a Rust selection or config target that names a crate
+    or target the workspace does not have (``cargo metadata`` only, no compile). An exact
+    *test* name that does not exist stays a failing item: only listing the binary knows."""
+    rust = settings.config.rust
+    if (not rust.targets and not settings.rust_selection) or \
+            (settings.areas is not None and AREA not in settings.areas):
+        return
+    source = settings.config.path.name if settings.config.path else "config"
+    wanted = wanted_targets(rust, settings.rust_selection, source)
+    cfg = settings.config
+    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root),
+                  cwd=cfg.root, timeout=rust.build_timeout, progress=announcer(config))
+    problems = location_problems(wanted, cargo)
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _shared_discovery(

@@ -59,6 +59,27 @@ def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo, ignored: str = "s
     return plans
 
 
+def location_problems(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo) -> list[str]:
+    """What ``cargo metadata`` alone shows is wrong with the wanted targets (an unknown crate
+    or target, with the nearest names), before anything compiles; an ambiguous bare name
+    raises :class:`ConfigError`. A workspace whose metadata cannot be read yields nothing
+    here: the area reports that as the repository's failure."""
+    plans = [BinaryPlan(w.crate, w.binary, w.features, w.origin, segment(w, wanted), w.tests,
+                        manifest=w.manifest, named=w.named, asked_kind=w.kind) for w in wanted]
+    found: list[str] = []
+    for manifest in dict.fromkeys(plan.manifest for plan in plans):
+        try:
+            workspace = cargo.metadata(manifest or None)
+        except (ToolMissing, cargo_mod.CargoError):
+            continue
+        for plan in plans:
+            if plan.manifest == manifest:
+                problem = _locate(plan, workspace, wanted).problem
+                if problem is not None:
+                    found.append(problem.message)
+    return list(dict.fromkeys(found))
+
+
 def _located(plans: list[BinaryPlan], manifest: str, cargo: cargo_mod.Cargo,
              wanted: Sequence[Wanted]) -> list[BinaryPlan]:
     """Resolve the plans of one manifest against its workspace (one ``cargo metadata``)."""
