@@ -278,3 +278,14 @@ def test_compile_progress_relays_the_first_line_on_a_clock_that_starts_at_zero()
     now[0] = 2.5
     relay("   Compiling c v0.1.0")
     assert seen == ["cargo: Compiling a v0.1.0", "cargo: Compiling c v0.1.0"]
+
+
+def test_compile_progress_names_what_it_builds() -> None:
+    from choirci.rust.cargo import _compile_progress
+
+    seen: list[str] = []
+    relay = _compile_progress(seen.append, label="sandbox +supervision_refactor")
+    assert relay is not None
+    relay("    Finished `test` profile [unoptimized] target(s) in 1.5s")
+    assert seen == ["cargo (sandbox +supervision_refactor): Finished `test` profile "
+                    "[unoptimized] target(s) in 1.5s"]

@@ -224,7 +224,8 @@ class Cargo:
     def _build_once(self, crate: str, selectors: Sequence[Selector], features: Sequence[str], *,
                     manifest: str | None) -> Build:
         argv = self.build_argv(crate, selectors, features, manifest=manifest)
-        result = self.run(argv, _compile_progress(self.progress))
+        label = crate + (f" +{','.join(features)}" if features else "")
+        result = self.run(argv, _compile_progress(self.progress, label=label))
         build = Build(command=shlex.join(argv), result=result)
         shared: list[str] = []
         for message in _json_lines(result.stdout):
@@ -365,8 +366,10 @@ def last_lines(text: str, count: int = 3) -> str:
 
 
 def _compile_progress(say: LineCallback | None, every: float = 2.0,
-                      clock: Callable[[], float] = time.monotonic) -> LineCallback | None:
-    """Relay cargo's ``Compiling x`` lines, at most one per ``every`` seconds.
+                      clock: Callable[[], float] = time.monotonic,
+                      label: str = "") -> LineCallback | None:
+    """Relay cargo's ``Compiling x`` lines, at most one per ``every`` seconds, naming what is
+    being built (``cargo (sandbox +supervision_refactor): Finished ...``).
 
     A cold compile of a real workspace takes minutes at collection time; without this the
     terminal would sit silent on "collecting ...".
@@ -385,6 +388,6 @@ def _compile_progress(say: LineCallback | None, every: float = 2.0,
         previous = last[0]
         if text.startswith("Finished") or previous is None or now - previous >= every:
             last[0] = now
-            say(f"cargo: {text}")
+            say(f"cargo ({label}): {text}" if label else f"cargo: {text}")
 
     return relay
