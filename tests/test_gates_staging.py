@@ -114,6 +114,17 @@ def test_hosts_selects_a_configured_role_by_name(tmp_path: Path) -> None:
     assert targets[0].spec.startswith("ssh://node.invalid?")
 
 
+def test_role_names_without_grind_never_mean_this_machine(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", choirci="hosts: {staging: 'ssh://b.invalid', production: 'ssh://a.invalid'}\n"
+                      "host_checks: {preset: node}\n")
+    result = pytester.runpytest_subprocess("--grind", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([("ERROR: choirci: hosts: production, staging configured but no hosts.grind, "
+                                 "so which host to check is ambiguous; pick with --hosts NAME (e.g. --hosts "
+                                 "production)")])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
 # --------------------------------------------------------------------------- end to end
 
 PROMOTE = """\

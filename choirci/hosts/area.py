@@ -94,7 +94,10 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
         return None  # a workspace without host configuration has nothing to check
     if not check_files():
         return None
-    run = HostRun(config, settings)
+    try:
+        run = HostRun(config, settings)
+    except ChoirciError as exc:  # which hosts to check is a usage question: one line, exit 4
+        raise pytest.UsageError(f"choirci: {exc}") from None
     config.stash[STATE] = run
     if not config.pluginmanager.is_registered(sys.modules[__name__]):
         config.pluginmanager.register(sys.modules[__name__], "choirci-hostchecks")
