@@ -115,8 +115,8 @@ def resolve_targets(
     grind = configured.get("grind")
     if not grind and configured:
         # Hosts named by role (staging, production) and no grind: never this machine by default.
-        names = ", ".join(sorted(configured))
-        raise ChoirciError(f"hosts: {names} configured but no hosts.grind, so which host to check "
+        listed = ", ".join(sorted(configured))
+        raise ChoirciError(f"hosts: {listed} configured but no hosts.grind, so which host to check "
                            f"is ambiguous; pick with --hosts NAME (e.g. --hosts {min(configured)})")
     if grind and not is_this_machine(grind, reuse, user_ssh_config):
         return [HostTarget("grind", reuse.augment(grind, user_ssh_config), "hosts.grind")]
