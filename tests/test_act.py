@@ -144,6 +144,11 @@ class ActRun:
             z.extractall(into)
         return into
 
+    def failures(self) -> str:
+        """The failed steps and act's own errors, for an assertion message."""
+        marks = ("❌", "Job failed", "panic serving", "level=error", "Error:")
+        return "\n".join(line for line in self.log.splitlines() if any(m in line for m in marks))
+
     def uploaded(self) -> list[str]:
         return sorted(p.parent.name for p in self.artifacts.glob("*/*/*.zip"))
 
@@ -243,9 +248,9 @@ def passing(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str],
 
 def test_act_runs_the_reusable_workflow_to_a_pass(passing: tuple[ActRun, Path, Path]) -> None:
     run, _local, base = passing
-    assert run.returncode == 0, run.log[-6000:]
+    assert run.returncode == 0, run.failures() + "\n" + run.log[-6000:]
     # The workflow's `verdict` output, as the caller's job read it.
-    assert run.report == {"verdict": "pass", "result": "success"}, run.log[-3000:]
+    assert run.report == {"verdict": "pass", "result": "success"}, run.failures()
     # The plan job's dynamic matrix became one job per shard, each with its own env.
     matrix = json.loads(subprocess.run(
         [sys.executable, "-m", "choirci.cli", "matrix"], cwd=base / "choiros-mini",
@@ -334,8 +339,8 @@ def test_a_one_shard_matrix_passes(tmp_path: Path, env: dict[str, str],
     config = ("rust:\n  targets:\n    - crate: hypervisor\n      test: auth_gate_test\n")
     workspace = make_workspace(tmp_path / "choiros-mini", env, config)
     run = run_act(act_binary(), workspace, tmp_path / "act", env, runner_python)
-    assert run.returncode == 0, run.log[-4000:]
-    assert run.report == {"verdict": "pass", "result": "success"}, run.log[-3000:]
+    assert run.returncode == 0, run.failures() + "\n" + run.log[-4000:]
+    assert run.report == {"verdict": "pass", "result": "success"}, run.failures()
     assert run.uploaded() == ["choirci-evidence", "choirci-shard-rust"]
     assert "merged 1 shard run(s) (rust)" in "\n".join(
         run.job_lines("choirci/choirci/merge and verdict"))
