@@ -195,10 +195,10 @@ def test_a_planted_upward_import_is_found(planted: Path) -> None:
     problems = violations(planted)
     assert problems[0] == (f"choirci.nix.formats:{line}: imports choirci.plugin "
                            "(adapters -> entry: upward)")
-    # ...and since the plugin imports down to the Nix adapter, which imports formats: a loop.
-    assert problems[1:] == [
-        ("import cycle: choirci.nix.adapter -> choirci.nix.formats -> choirci.plugin -> "
-        "choirci.narrowing -> choirci.rust.plan -> choirci.rust.cargo -> choirci.nix.adapter")]
+    # ...and since the plugin imports down to the Nix adapter, which imports formats: loops.
+    assert problems[1:] and all(
+        p.startswith("import cycle: choirci.nix.adapter -> choirci.nix.formats -> choirci.plugin")
+        and p.endswith("-> choirci.nix.adapter") for p in problems[1:]), problems
 
 
 def test_a_planted_pytest_import_in_an_adapter_is_found(planted: Path) -> None:
