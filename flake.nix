@@ -74,6 +74,7 @@
             (pkgs.python3.withPackages (ps: runtimeDeps ps ++ testDeps ps ++ [ ps.setuptools ps.pip ]))
             pkgs.python3Packages.venvShellHook
             pkgs.actionlint
+            pkgs.act          # nektos/act: tests/test_act.py runs the workflows with it
             pkgs.ruff
             pkgs.mypy
             pkgs.git

