@@ -41,6 +41,7 @@ from choirci.nix.formats import (
     parse_failures,
     parse_plan,
 )
+from choirci.nix.timing import LineClock
 from choirci.proc import CommandResult, LineCallback
 
 OK, FAILED, ERROR = "ok", "failed", "error"
@@ -59,6 +60,9 @@ class ClosureResult:
     cache: str | None = None  # present | substituted | built (after, proven)
     cache_source: str | None = None
     build_time: float | None = None
+    # This closure's own time inside the batch (Nix's build times, else measured from its log
+    # lines; 0 when it was present): see choirci.nix.timing. None: not known.
+    seconds: float | None = None
     # Where a built closure was built: "local", or the remote builder Nix named
     # ("building '<drv>' on 'ssh-ng://...'"); None when nothing was built.
     built_on: str | None = None
@@ -94,14 +98,16 @@ def run_batch(
     buildable = [item.closure.installable for item in planned if item.entry is not None]
     build: CommandResult | None = None
     built: list[BuiltPath] = []
+    clock = LineClock(progress)
     if buildable:
-        build, built = nix.build(buildable, on_stderr=progress)
+        build, built = nix.build(buildable, on_stderr=clock)
+        clock.end()
         plan = _merge(plan, parse_plan(build.stderr))
     # A path valid before the build is untouched by it: only ask again about the others
     # (a warm run, everything present, then costs no second query).
     after = {**before, **nix.path_info([p for p in paths if before.get(p) is None],
                                        closure_size=True)}
-    evidence = Evidence(plan, before, after, build, {b.drv_path: b for b in built})
+    evidence = Evidence(plan, before, after, build, {b.drv_path: b for b in built}, clock)
     results = {
         item.closure.name: item.error or _judge(nix, item.closure, item.entry, evidence)
         for item in planned
@@ -163,6 +169,7 @@ class Evidence:
     after: dict[str, PathInfo | None]
     build: CommandResult | None
     built: dict[str, BuiltPath]
+    clock: LineClock = field(default_factory=LineClock)
 
     @property
     def stderr(self) -> str:
@@ -181,7 +188,19 @@ def _judge(nix: Nix, closure: Closure, entry: BuiltPath | None, ev: Evidence) ->
         return _failure(nix, base, ev)
     cache, source = classify(entry.drv_path, outputs.values(), ev)
     built_on = remote_builds(ev.stderr).get(entry.drv_path, "local") if cache == "built" else None
-    return _replace(base, cache=cache, cache_source=source, built_on=built_on)
+    return _replace(base, cache=cache, cache_source=source, built_on=built_on,
+                    seconds=_seconds(base, cache, ev))
+
+
+def _seconds(result: ClosureResult, cache: str | None, ev: Evidence) -> float | None:
+    """The closure's own time inside the batch (see choirci.nix.timing)."""
+    if result.build_time is not None:
+        return result.build_time
+    if cache == "present":
+        return 0.0
+    if cache == "substituted":
+        return ev.clock.copied_seconds(result.outputs.values())
+    return ev.clock.built_seconds(result.drv_path) if result.drv_path else None
 
 
 _REMOTE_BUILD = re.compile(r"^(?:building|checking outputs of) '(?P<drv>/nix/store/[^']+\.drv)'"
@@ -248,7 +267,7 @@ def _failure(nix: Nix, base: ClosureResult, ev: Evidence) -> ClosureResult:
     log = nix.log_tail(culprit.drv_path) or _stderr_for(build.stderr, culprit.drv_path)
     what = "its builder" if culprit.drv_path == drv else f"its dependency {culprit.drv_path}"
     return _replace(
-        base, status=FAILED,
+        base, status=FAILED, seconds=ev.clock.built_seconds(culprit.drv_path),
         message=f"closure {name} ({installable}) did not build: {what} {culprit.reason} "
         f"(nix build {build.describe_exit()})"
         f"{_builders_note(build.stderr, [culprit.drv_path, drv])}",

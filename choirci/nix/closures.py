@@ -268,6 +268,9 @@ class ClosureItem(ChoirciItem):
         self.record("wall_time", f"{run.wall_time:.3f}")
         if result.build_time is not None:
             self.record("build_time", f"{result.build_time:.0f}")
+        if result.seconds is not None:
+            # The item's own time: one closure of the batch, not the batch (choirci.nix.timing).
+            self.record("duration", f"{result.seconds:.3f}")
         if result.planned:
             self.record("cache_planned", result.planned)
         if result.cache:
