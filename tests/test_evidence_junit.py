@@ -134,7 +134,7 @@ def test_rust_failure_points_at_the_panic_line_relative_to_the_repo() -> None:
                    "test_x", "failed", message="panicked",
                    details="thread 'test_x' panicked at tests/desktop_api_test.rs:27:5:\n"
                            "assertion failed: 1 < 0 & é \x1b[31mred\x1b[0m",
-                   properties=(("rust.crate_dir", "sandbox"),))
+                   properties=(("rust.source_root", "sandbox"),))
     root = ET.fromstring(junit.render(RunRecord(runs=(run(items=(failing,)),))).encode())
     case = root.find(".//testcase")
     assert case is not None

@@ -100,7 +100,7 @@ def test_a_failure_shows_where_and_folds_long_logs() -> None:
                    message="assertion failed",
                    details=f"thread 't' panicked at tests/api.rs:27:5:\n{log}",
                    stdout="\n".join(f"out {n}" for n in range(30)),
-                   properties=(("rust.crate_dir", "sandbox"),))
+                   properties=(("rust.source_root", "sandbox"),))
     report = markdown.run_report(RunRecord(runs=(run(items=(failing,)),)))
     assert "at `sandbox/tests/api.rs:27`" in report
     assert "<details><summary>failure (41 lines)</summary>" in report

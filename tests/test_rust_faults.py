@@ -239,3 +239,18 @@ def test_missing_cargo_is_a_harness_error_not_a_failure(grind) -> None:  # type:
     assert item.outcome == "error"
     assert "'/nonexistent/bin/cargo' not found on PATH" in item.text
     assert "rust.cargo" in item.text and "Traceback" not in item.text
+
+
+def test_a_failure_points_at_its_source_line_relative_to_the_repository(
+        grind, pytester: pytest.Pytester, faults_ws: Path) -> None:  # type: ignore[no-untyped-def]
+    """JUnit consumers (mikepenz, EnricoMi, GitLab) want the failing line relative to the
+    repository: faults/tests/mixed_test.rs, the line of the assertion."""
+    import xml.etree.ElementTree as ET
+
+    grind(targets("{crate: faults, test: mixed_test}"))
+    junit = ET.parse(pytester.path / "evidence" / "junit.xml").getroot()
+    case = next(c for c in junit.iter("testcase") if c.get("name") == "fails_with_output")
+    source = (faults_ws / "faults" / "tests" / "mixed_test.rs").read_text().splitlines()
+    assert case.get("file") == "faults/tests/mixed_test.rs"
+    line = int(case.get("line") or 0)
+    assert "assert" in source[line - 1] or "panic" in source[line - 1], source[line - 1]

@@ -70,16 +70,27 @@ def test_every_rust_test_is_one_junit_testcase(grind, pytester: pytest.Pytester)
 
 
 def test_documented_filters_that_match_nothing_fail(grind) -> None:  # type: ignore[no-untyped-def]
-    reprec, got = grind("--rust-test", "sandbox::desktop_api_test::test_create_desktop",
-                        "--rust-test", "sandbox::actorharness_live_test")
+    """An exact test name that does not exist is a failing item (only listing the binary
+    knows); a binary that does not exist is a usage error before anything builds
+    (tests/test_newcomer.py)."""
+    reprec, got = grind("--rust-test", "sandbox::desktop_api_test::test_create_desktop")
     create = got[DESKTOP + "test_create_desktop"]
     assert create.outcome == "failed"
     assert "--rust-test sandbox::desktop_api_test::test_create_desktop: no test named" in create.text
     assert "so it would run 0 tests" in create.text and "nearest:" in create.text
-    harness = got["rust::sandbox::actorharness_live_test"]
-    assert harness.outcome == "failed"
-    assert "crate sandbox has no test binary 'actorharness_live_test'" in harness.text
-    reprec.assertoutcome(failed=2)
+    reprec.assertoutcome(failed=1)
+
+
+def test_a_binary_that_does_not_exist_is_refused_before_anything_builds(
+        pytester: pytest.Pytester, mini: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cargo_env(monkeypatch, tmp_path_factory.getbasetemp() / "mini-target")
+    result = pytester.runpytest("--grind", f"--choirci-config={mini / 'choirci.yaml'}",
+                                "--rust-test", "sandbox::actorharness_live_test",
+                                f"--evidence-dir={pytester.path / 'evidence'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --rust-test sandbox::actorharness_live_test: crate "
+                                 "sandbox has no test binary 'actorharness_live_test'; *"])
 
 
 def test_rust_test_finds_a_crate_outside_the_workspace_by_its_configured_manifest(
@@ -91,16 +102,19 @@ def test_rust_test_finds_a_crate_outside_the_workspace_by_its_configured_manifes
     reprec.assertoutcome(passed=1)
 
 
-def test_a_crate_outside_the_workspace_without_manifest_fails_and_says_why(
-    grind, mini: Path,  # type: ignore[no-untyped-def]
+def test_a_crate_outside_the_workspace_without_manifest_is_refused_and_says_why(
+    pytester: pytest.Pytester, mini: Path, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    cargo_env(monkeypatch, tmp_path_factory.getbasetemp() / "mini-target")
     (mini / "nomanifest.yaml.local").write_text(
         "rust:\n  targets:\n    - {crate: dioxus-desktop, test: dioxus-desktop}\n")
-    _, got = grind(config="nomanifest.yaml.local")
-    only = got["rust::dioxus-desktop::dioxus-desktop"]
-    assert only.outcome == "failed"
-    assert "no crate 'dioxus-desktop' in the Cargo workspace at" in only.text
-    assert "needs 'manifest: <dir>/Cargo.toml' on its target" in only.text
+    result = pytester.runpytest("--grind", f"--choirci-config={mini / 'nomanifest.yaml.local'}",
+                                f"--evidence-dir={pytester.path / 'evidence'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    assert "no crate 'dioxus-desktop' in the Cargo workspace at" in text
+    assert "needs 'manifest: <dir>/Cargo.toml' on its target" in text
 
 
 def test_a_manifest_typo_is_a_one_line_usage_error(pytester: pytest.Pytester, mini: Path) -> None:
@@ -164,7 +178,9 @@ def test_xdist_workers_collect_identically_and_compile_once(
     )
     result.assert_outcomes(passed=17)  # xdist itself errors when workers collect differently
     lines = calls.read_text().splitlines()
-    # metadata once per manifest (root workspace, dioxus-desktop), then one build per
-    # (manifest, crate, features): desktop_api, supervision, hypervisor, dioxus-desktop.
-    assert sum(line.startswith("metadata") for line in lines) == 2, lines
+    # metadata once per manifest (root workspace, dioxus-desktop) for the controller's check
+    # of the names before anything builds, and once per manifest for the one shared
+    # discovery; then one build per (manifest, crate, features): desktop_api, supervision,
+    # hypervisor, dioxus-desktop.
+    assert sum(line.startswith("metadata") for line in lines) == 4, lines
     assert sum(line.startswith("test --no-run") for line in lines) == 4, lines

@@ -146,18 +146,18 @@ def location(item: ItemResult) -> tuple[str, int | None] | None:
     """(repo-relative file, line) of an item, where the record says it.
 
     An area may record ``file``/``line`` itself. A Rust failure's location is libtest's
-    ``panicked at FILE:LINE`` (relative to the crate: ``rust.crate_dir`` makes it relative
-    to the repository). A closure points at its flake: ``./sandbox#sandbox`` ->
-    ``sandbox/flake.nix``."""
+    ``panicked at FILE:LINE``, relative to the workspace rustc compiled in (the repository,
+    or for a crate outside it, ``rust.source_root``). A closure points at its flake:
+    ``./sandbox#sandbox`` -> ``sandbox/flake.nix``."""
     file, line = item.prop("file"), item.prop("line")
     if file:
         return file, int(line) if line and line.isdigit() else None
     if item.area == "rust" and item.outcome in FAILED + ERRORED:
         found = PANIC.search(text.clean(item.details + "\n" + item.message + "\n" + item.stdout))
         if found:
-            crate_dir = (item.prop("rust.crate_dir") or "").strip("/")
+            source_root = (item.prop("rust.source_root") or "").strip("/")
             path = found["file"].removeprefix("./")
-            return (f"{crate_dir}/{path}" if crate_dir and not path.startswith("/") else path,
+            return (f"{source_root}/{path}" if source_root and not path.startswith("/") else path,
                     int(found["line"]))
     if item.area == "closures" and item.prop("installable"):
         flake = str(item.prop("installable")).split("#", 1)[0].removeprefix("./").strip("/")

@@ -49,6 +49,7 @@ from choirci.rust.run import (
     run_to_json,
 )
 from choirci.settings import Settings
+from choirci.settings import get as get_settings
 
 AREA = "rust"
 log = logging.getLogger("choirci")
@@ -289,6 +290,19 @@ class _RustItem(ChoirciItem):
     def _provenance(self) -> None:
         if self.plan.executable:
             self.record("rust.binary", self.plan.executable)
+        if self.plan.manifest:
+            # rustc names sources relative to the workspace it compiled in: for a crate outside
+            # the root workspace that is its manifest's dir. JUnit file/line and the report's
+            # "at ..." prefix it, so a location is always relative to the repository.
+            source_root = Path(self.plan.manifest).parent
+            settings = get_settings(self.config)
+            if settings is not None and source_root.is_absolute():
+                try:
+                    source_root = source_root.resolve().relative_to(
+                        settings.config.root.resolve())
+                except ValueError:
+                    pass
+            self.record("rust.source_root", source_root.as_posix())
         if self.plan.build_command:
             self.record("rust.build_command", self.plan.build_command)
 
