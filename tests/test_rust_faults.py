@@ -111,8 +111,6 @@ def test_names_that_select_nothing_fail_with_the_nearest_names(grind) -> None:  
     config = targets(
         "{crate: faults, test: mixed_test, tests: [test_health_chek, test_health_check]}",
         "{crate: faults, test: empty_test}",
-        "{crate: faults, test: mixed_tset}",
-        "{crate: fautls, test: mixed_test}",
     )
     reprec, got = grind(config)
     assert got["rust::faults::mixed_test::test_health_check"].outcome == "passed"
@@ -122,10 +120,26 @@ def test_names_that_select_nothing_fail_with_the_nearest_names(grind) -> None:  
     assert "nearest: test_health_check" in typo.text
     empty = got["rust::faults::empty_test"]
     assert empty.outcome == "failed" and "selects zero tests" in empty.text
-    assert "nearest: mixed_test" in got["rust::faults::mixed_tset"].text
-    crate = got["rust::fautls::mixed_test"]
-    assert "no crate 'fautls'" in crate.text and "faults" in crate.text
-    reprec.assertoutcome(passed=1, failed=4)
+    reprec.assertoutcome(passed=1, failed=2)
+
+
+def test_a_crate_or_binary_typo_is_refused_before_anything_builds(
+        pytester: pytest.Pytester, faults_ws: Path, target_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every such problem at once, one line each, with the nearest real names (issue 20)."""
+    cargo_env(monkeypatch, target_dir)
+    config = faults_ws / f"typos-{os.getpid()}.yaml"
+    config.write_text(targets("{crate: faults, test: mixed_tset}",
+                              "{crate: fautls, test: mixed_test}"))
+    result = pytester.runpytest("--grind", f"--choirci-config={config}",
+                                f"--evidence-dir={pytester.path / 'evidence'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: *rust.targets[[]0[]] (faults::mixed_tset): crate faults has no * 'mixed_tset'; "
+        "nearest: mixed_test*",
+        "*rust.targets[[]1[]] (fautls::mixed_test): no crate 'fautls' in the Cargo workspace at "
+        "*; nearest: faults*"])
+    assert not (pytester.path / "evidence").exists()
 
 
 def test_compile_error_fails_its_items_with_the_compiler_message(grind) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ command through :func:`choirci.proc.run` with a timeout that kills the local ssh
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import tempfile
 import urllib.parse
@@ -250,7 +251,12 @@ def execute(host: Any, command: str, timeout: float) -> HostResult:
     else:
         result = host.run(command)  # ssh exit 255 raises RuntimeError, as testinfra does
         return HostResult(command, result.rc, result.stdout, result.stderr, 0.0)
-    done = proc.run(["/bin/sh", "-c", line], timeout=timeout)
+    # testinfra quotes the remote command into one ssh argument: split its line here rather
+    # than start a local shell for it (one exec fewer per check). A local command is shell,
+    # and so is an ssh line whose user-given extra args want expansion (~, $VAR).
+    plain = kind == "ssh" and not any(c in (backend.ssh_extra_args or "") for c in "~$`*?")
+    argv = shlex.split(line) if plain else ["/bin/sh", "-c", line]
+    done = proc.run(argv, timeout=timeout)
     rc = done.returncode if done.returncode is not None else -1
     return HostResult(command, rc, done.stdout, done.stderr, done.duration, done.timed_out)
 

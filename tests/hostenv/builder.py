@@ -20,11 +20,11 @@ import base64
 import os
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
+from hostenv import nspawn
 from hostenv.nspawn import ensure_rootfs
 from hostenv.sshd import Keys, make_keys
 
@@ -193,13 +193,4 @@ class BuilderHost:
         self.ssh("systemctl stop ssh.socket ssh.service", timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        for step in reversed(self._steps):
-            subprocess.run(list(step), capture_output=True, timeout=60, check=False)
-        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
+        nspawn.stop_container(self.proc, self._steps, self.name)

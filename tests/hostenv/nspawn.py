@@ -181,15 +181,21 @@ class NspawnHost:
         return ssh(self.ssh_config, self.alias, command, timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            # SIGTERM = a clean poweroff of the container; SIGKILL only if it hangs.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        for step in reversed(self._steps):
-            subprocess.run(list(step), capture_output=True, timeout=60)
-        # nspawn leaves its propagation dir when /run is not a tmpfs (as on this machine).
-        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
+        stop_container(self.proc, self._steps, self.name)
+
+
+def stop_container(proc: subprocess.Popen[bytes] | None, steps: list[tuple[str, ...]],
+                   name: str) -> None:
+    """Power a booted container off and undo its set-up steps (last first)."""
+    if proc is not None and proc.poll() is None:
+        # SIGTERM = a clean poweroff of the container; SIGKILL only if it hangs.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for step in reversed(steps):
+        subprocess.run(list(step), capture_output=True, timeout=60, check=False)
+    # nspawn leaves its propagation dir when /run is not a tmpfs (as on this machine).
+    shutil.rmtree(f"/run/systemd/nspawn/propagate/{name}", ignore_errors=True)
