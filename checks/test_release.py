@@ -36,8 +36,10 @@ from choirci.hosts.promoted import (
     exe_command,
     parse_exes,
     parse_roots,
+    parse_signatures,
     parse_store,
     roots_command,
+    signature_command,
     store_command,
 )
 from choirci.release.compare import Mismatch, compare_running
@@ -198,3 +200,26 @@ def test_manifest_gc_root(host: Any, closure: str, release_manifest: Manifest,
         record_property("gc_root_warning", message)
         return
     fail(message)
+
+
+def test_manifest_signed(host: Any, closure: str, release_manifest: Manifest,
+                         host_checks: HostChecks) -> None:
+    """Every promoted path carries a valid signature by the grind key
+    (``host_checks.manifest_signing_key``): what runs here is what passed the gate."""
+    key = host_checks.manifest_signing_key
+    if not key:
+        pytest.skip("host_checks.manifest_signing_key is not set")
+    paths = [o.path for o in _record(release_manifest, closure).outputs]
+    name = key.split(":", 1)[0]
+    answer = parse_signatures(check(host, signature_command(paths, key), "nix").stdout, name)
+    if answer is None:
+        raise HostToolError("nix store verify gave no answer on the host")
+    problems, rc = answer
+    if problems:
+        fail("; ".join(f"{closure}: {path} on {store_url(host)} {why}, not by {name}"
+                       for path, why in problems.items())
+             + "; only paths signed on grind (choirci release sign) are promoted: sign them "
+             "there and copy them again")
+    if rc != 0:
+        raise HostToolError(f"nix store verify failed on the host (exit {rc}) without naming "
+                            f"an unsigned path: {paths}")

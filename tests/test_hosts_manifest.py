@@ -59,7 +59,8 @@ def test_manifest_naming_other_builds_fails(pytester: pytest.Pytester, plain_hos
     newer = next_build(tmp_path, choiros_binaries, "hypervisor")  # built, copied, never applied
     closures = {**choiros_binaries.closures(), "hypervisor": newer, "desktop": GONE}
     result = grind(pytester, plain_host, "-k", "manifest", manifest=release(pytester, closures))
-    assert counts(result) == {"failed": 5, "passed": 5, "skipped": 1}, result.stdout.str()
+    # skipped: the GC-root check of the path the host lacks, and test_manifest_signed x3 (no key)
+    assert counts(result) == {"failed": 5, "passed": 5, "skipped": 4}, result.stdout.str()
     old = choiros_binaries.bin("hypervisor")
     bin_dir = plain_host.checks["bin_dir"]
     process = plain_host.checks["manifest_processes"]["hypervisor"]
@@ -187,3 +188,55 @@ def test_failed_login_and_loose_secret_modes(pytester: pytest.Pytester, booted: 
         "*/run/secrets/rendered/choiros-flakehub-token has mode 444 (root:root), expected 400*",
     ])
     assert not re.search(r"choiros-platform\.env has mode", result.stdout.str())
+
+
+def _built_paths(names: tuple[str, ...]) -> dict[str, str]:
+    """Input-addressed store paths (real derivation outputs, as promoted closures are; a
+    content-addressed path is trusted by its hash whatever signs it)."""
+    import json
+    import subprocess
+    import uuid
+
+    nonce = uuid.uuid4().hex
+    expr = "{ " + " ".join(
+        f'{n} = builtins.derivation {{ name = "signed-{n}"; system = "x86_64-linux"; '
+        f'builder = "/bin/sh"; args = [ "-c" "echo {nonce} > $out" ]; }};' for n in names) + " }"
+    out = subprocess.run(["nix", "--extra-experimental-features", "nix-command", "build",
+                          "--impure", "--no-link", "--json", "--expr",
+                          f"builtins.attrValues ({expr})"], capture_output=True, text=True,
+                         check=True, timeout=120)
+    paths = [entry["outputs"]["out"] for entry in json.loads(out.stdout)]
+    return {n: next(p for p in paths if p.endswith(f"signed-{n}")) for n in names}
+
+
+def test_promoted_paths_must_carry_the_grind_signature(
+        pytester: pytest.Pytester, plain_host: HostUnderTest) -> None:
+    """host_checks.manifest_signing_key: every release path on the host is signed by the grind
+    key (choirci release sign), checked by the host's own nix; a signature by another key (even
+    one of the same name), or none, fails naming the path."""
+    from choirci.nix.adapter import Nix
+    from choirci.release import sign
+
+    nix = Nix(binary="/usr/bin/nix")
+    secret, public = sign.generate_nix_key(nix, "grind-test-1")
+    forged, _ = sign.generate_nix_key(nix, "grind-test-1")  # same name, another key
+    closures = _built_paths(("sandbox", "hypervisor", "desktop"))
+    sign.sign_paths(nix, sign.Secret(source="test key", text=secret),
+                    [closures["sandbox"], closures["hypervisor"]], recursive=False)
+    sign.sign_paths(nix, sign.Secret(source="forged key", text=forged), [closures["desktop"]],
+                    recursive=False)
+    manifest = release(pytester, closures)
+    result = grind(pytester, plain_host, "-v", "-k", "manifest_signed", manifest=manifest,
+                   manifest_signing_key=public)
+    assert counts(result) == {"passed": 2, "failed": 1}, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*desktop: {closures['desktop']} on ssh://choirci-plain has a "
+                                 "signature named grind-test-1 that does not verify with the "
+                                 "given key, not by grind-test-1; only paths signed on grind*"])
+    _, stranger = sign.generate_nix_key(nix, "other-1")
+    result = grind(pytester, plain_host, "-k", "manifest_signed", manifest=manifest,
+                   manifest_signing_key=stranger)
+    assert counts(result) == {"failed": 3}, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*sandbox: {closures['sandbox']} on ssh://choirci-plain is "
+                                 "signed only by grind-test-1, not by other-1*"])
+    result = grind(pytester, plain_host, "-k", "manifest_signed", manifest=manifest)
+    assert counts(result) == {"skipped": 3}, result.stdout.str()

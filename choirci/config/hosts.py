@@ -131,6 +131,9 @@ class HostChecks:
         default_factory=lambda: {"sandbox": "sandbox", "hypervisor": "hypervisor"}
     )
     manifest_gc_roots: str = "fail"
+    # A Nix public key (NAME:BASE64): every release path on the host must carry a valid
+    # signature by it (choirci release sign on grind). None: not checked.
+    manifest_signing_key: str | None = None
     workspace: tuple[str, ...] = ("/opt/choiros/workspace",)
     workspace_branch: str = "main"
     oneshot_units: tuple[str, ...] = ("choiros-flakehub-login",)
@@ -215,6 +218,8 @@ def parse(r: _Reader, value: Any) -> HostChecks:
             **d.manifest_processes, **({"sandbox": sandbox_process} if sandbox_process else {})}),
         manifest_gc_roots=_choice(r, table, "manifest_gc_roots", GC_ROOT_POLICIES,
                                   d.manifest_gc_roots),
+        manifest_signing_key=_nix_public_key(r, table.get("manifest_signing_key"),
+                                             p + "manifest_signing_key"),
         workspace=_absolute(r, table, "workspace", d.workspace),
         workspace_branch=r.optional_string(table.get("workspace_branch"), p + "workspace_branch")
         or d.workspace_branch,
@@ -392,3 +397,14 @@ def _names(r: _Reader, table: dict[str, Any], key: str, default: Mapping[str, st
     spec = r.mapping(table[key], f"host_checks.{key}", None)
     return {r.name(str(closure), f"host_checks.{key}.{closure}"):
             r.string(value, f"host_checks.{key}.{closure}") for closure, value in spec.items()}
+
+
+_NIX_PUBLIC_KEY = re.compile(r"^[A-Za-z0-9._+-]+:[A-Za-z0-9+/]{43}=$")
+
+
+def _nix_public_key(r: _Reader, value: Any, path: str) -> str | None:
+    key = r.optional_string(value, path)
+    if key is not None and not _NIX_PUBLIC_KEY.match(key.strip()):
+        raise r.fail(path, f"expected a Nix public key NAME:BASE64 (as `nix key "
+                     f"convert-secret-to-public` prints it), got {key.strip()[:40]!r}")
+    return key.strip() if key is not None else None

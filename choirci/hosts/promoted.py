@@ -250,3 +250,45 @@ def service_files(units: tuple[str, ...]) -> tuple[str, ...]:
         base = unit.removesuffix(".service")
         return (base.split("@", 1)[0] + "@" if "@" in base else base) + ".service"
     return tuple(dict.fromkeys(file(u) for u in units))
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def signature_command(paths: list[str], public_key: str) -> str:
+    """The signatures on ``paths`` (``nix path-info --sigs``: ``<path><TAB><tokens>``) and
+    ``nix store verify`` of them against the one trusted key (signatures only, no content
+    re-hash); ``RC n`` last. A host without ``nix`` exits 4 (a tool missing, not a finding)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    nix = "nix --extra-experimental-features nix-command"
+    return ("command -v nix >/dev/null 2>&1 || { echo 'choirci: no nix on the host' >&2; exit 4; }; "
+            f"{nix} path-info --sigs -- {quoted} | sed 's/^/SIGS /' || exit 4; "
+            f"{nix} store verify --no-contents --sigs-needed 1 "
+            f"--trusted-public-keys {shlex.quote(public_key)} -- {quoted} 2>&1; echo \"RC $?\"")
+
+
+_UNTRUSTED = re.compile(r"path '(?P<path>/nix/store/[^']+)' is untrusted")
+_SIGNATURE = re.compile(r"^(?P<name>[^:\s]+):[A-Za-z0-9+/]{86}==$")
+
+
+def parse_signatures(output: str, key_name: str) -> tuple[dict[str, str], int] | None:
+    """(path -> why it lacks a valid signature by the key named ``key_name``, nix's exit
+    status), or None when the output has no ``RC`` line (the probe did not finish). A
+    content-addressed path that no key signed counts as unsigned: Nix would trust it by its
+    hash, but promotion asks for the grind signature on every path."""
+    rc = next((int(line.split()[1]) for line in reversed(output.splitlines())
+               if line.startswith("RC ") and line.split()[1].lstrip("-").isdigit()), None)
+    if rc is None:
+        return None
+    problems: dict[str, str] = {}
+    for line in output.splitlines():
+        if line.startswith("SIGS "):
+            path, _, tokens = line[5:].partition("\t")
+            names = [m["name"] for t in tokens.split() if (m := _SIGNATURE.match(t))]
+            if key_name not in names:
+                problems[path.strip()] = ("is signed only by " + ", ".join(sorted(set(names)))
+                                          if names else "carries no signature")
+    for m in _UNTRUSTED.finditer(output):
+        problems.setdefault(m["path"], f"has a signature named {key_name} that does not verify "
+                                       "with the given key")
+    return problems, rc
