@@ -29,7 +29,8 @@ class Area:
 AREAS: tuple[Area, ...] = (
     Area("closures", "choirci.nix.closures", lambda cfg: bool(cfg.closures), ("nix",)),
     Area("loops", "choirci.nix.loops", lambda cfg: bool(cfg.loops), ("loop",)),
-    Area("rust", "choirci.rust.area", lambda cfg: bool(cfg.rust.targets), ("rust",)),
+    Area("rust", "choirci.rust.area",
+         lambda cfg: bool(cfg.rust.targets or cfg.rust.workspace), ("rust",)),
     # testinfra checks from checks/, per host
     Area("hosts", "choirci.hosts.area",
          lambda cfg: "grind" in cfg.hosts or cfg.host_checks.configured, ("host",)),

@@ -62,6 +62,9 @@ def _rust(settings: Settings) -> Iterator[LeftOut]:
     if _area_off(settings, "rust"):
         for target in targets:
             yield LeftOut(_all_of(target), ("rust",), _off_reason(settings))
+        if settings.config.rust.workspace:
+            # rust.workspace expands only with cargo metadata: one placeholder stands for it.
+            yield LeftOut("rust::*", ("rust",), f"rust.workspace {_off_reason(settings)}")
         return
     if not settings.rust_selection:
         return

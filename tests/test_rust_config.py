@@ -135,3 +135,17 @@ def test_kind_run_and_ignored_defaults_and_ids(tmp_path: Path) -> None:
                           "    - {crate: a, kind: bin, test: srv}\n    - {crate: a, test: t}\n")
     assert (rust.run, rust.ignored) == ("per-binary", "skip")
     assert [t.id for t in rust.targets] == ["a::doc", "a::bin:srv", "a::t"]
+
+
+def test_workspace_selection_parses_and_names_bad_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "choirci.yaml"
+    path.write_text("rust:\n  workspace: true\n")
+    rust = config.load(path).rust
+    assert (rust.workspace, rust.workspace_exclude) == (("lib", "bin"), ())
+    path.write_text("rust:\n  workspace:\n    kinds: [lib, test]\n    exclude: [big]\n")
+    rust = config.load(path).rust
+    assert (rust.workspace, rust.workspace_exclude) == (("lib", "test"), ("big",))
+    path.write_text("rust:\n  workspace:\n    kinds: [lib, exe]\n")
+    with pytest.raises(ConfigError, match=r"choirci.yaml:3: rust.workspace.kinds\[1\]: expected "
+                                          r"one of lib, bin, test, doc, got 'exe'$"):
+        config.load(path)

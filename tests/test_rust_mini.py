@@ -184,3 +184,31 @@ def test_xdist_workers_collect_identically_and_compile_once(
     # hypervisor, dioxus-desktop.
     assert sum(line.startswith("metadata") for line in lines) == 4, lines
     assert sum(line.startswith("test --no-run") for line in lines) == 4, lines
+
+
+def test_workspace_selection_equals_cargo_test_workspace_lib_bins(
+        pytester: pytest.Pytester, mini: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rust.workspace: {kinds: [lib, bin]}` is CI's `cargo test --workspace --lib --bins`
+    (CONTRACT.md §7): the same tests, one item each, each saying where it came from."""
+    import json
+    import re
+
+    target = tmp_path_factory.getbasetemp() / "mini-target"
+    cargo_env(monkeypatch, target)
+    raw = subprocess.run(["cargo", "test", "--workspace", "--lib", "--bins", "--offline"],
+                         cwd=mini, capture_output=True, text=True, timeout=600, check=False)
+    assert raw.returncode == 0, raw.stderr[-2000:]
+    raw_tests = re.findall(r"^test (\S+) \.\.\. ok$", raw.stdout, re.MULTILINE)
+    (mini / "workspace.yaml.local").write_text(
+        "rust:\n  workspace:\n    kinds: [lib, bin]\n    exclude: [no-such-crate]\n")
+    result = pytester.runpytest("--grind", f"--choirci-config={mini / 'workspace.yaml.local'}",
+                                f"--evidence-dir={pytester.path / 'evidence'}",
+                                "-p", "no:cacheprovider")
+    items = json.loads((pytester.path / "evidence" / "choirci.json").read_text())["runs"][0]["items"]
+    names = sorted(dict(i["properties"]).get("name", i["nodeid"].split("::")[-1]) for i in items)
+    assert result.ret == 0 and names == sorted(raw_tests), (names, raw_tests)
+    assert {dict(i["properties"])["rust.origin"].split(": ", 1)[1].split(" (")[0]
+            for i in items} == {"rust.workspace"}
+    crates = {i["nodeid"].split("::")[1] for i in items}
+    assert "dioxus-desktop" not in crates  # outside the workspace, as for cargo --workspace

@@ -60,6 +60,7 @@ class RustTarget:
     # its Cargo.toml, and cargo then runs with --manifest-path. None: the root workspace.
     manifest: Path | None = None
     kind: str | None = None  # None: resolved from the name (an ambiguous name is an error)
+    origin: str = ""  # set on targets expanded from rust.workspace: where they came from
 
     @property
     def id(self) -> str:
@@ -76,11 +77,15 @@ class RustSettings:
     test_threads: int | None = None  # libtest --test-threads; 1 pinpoints a crashing test
     run: str = "per-binary"  # per-binary: one process per binary; per-test: one per test
     ignored: str = "skip"  # skip | include (--include-ignored) | only (--ignored)
+    # rust.workspace: every member's targets of these kinds, as `cargo test --workspace
+    # --lib --bins` runs them (expanded from cargo metadata); () = off.
+    workspace: tuple[str, ...] = ()
+    workspace_exclude: tuple[str, ...] = ()
 
 
 def parse(r: _Reader, value: Any, root: Path) -> RustSettings:
     keys = ("cargo", "develop", "timeout", "build_timeout", "test_threads", "run", "ignored",
-            "targets")
+            "targets", "workspace")
     table = r.mapping(value, "rust", keys)
     raw_targets = table.get("targets") or []
     if not isinstance(raw_targets, list):
@@ -97,7 +102,27 @@ def parse(r: _Reader, value: Any, root: Path) -> RustSettings:
         test_threads=_threads(r, table.get("test_threads")),
         run=_choice(r, table.get("run"), "rust.run", RUN_MODES),
         ignored=_choice(r, table.get("ignored"), "rust.ignored", IGNORED_MODES),
+        **_workspace(r, table.get("workspace")),
     )
+
+
+WORKSPACE_KINDS = ("lib", "bin", "test", "doc")
+
+
+def _workspace(r: _Reader, value: Any) -> dict[str, tuple[str, ...]]:
+    """``workspace: {kinds: [lib, bin], exclude: [crate]}``; ``workspace: true`` = lib, bin."""
+    if value is None or value is False:
+        return {}
+    if value is True:
+        return {"workspace": ("lib", "bin")}
+    table = r.mapping(value, "rust.workspace", ("kinds", "exclude"))
+    kinds = r.strings(table.get("kinds"), "rust.workspace.kinds") or ("lib", "bin")
+    for index, kind in enumerate(kinds):
+        if kind not in WORKSPACE_KINDS:
+            raise r.fail(f"rust.workspace.kinds[{index}]",
+                         f"expected one of {', '.join(WORKSPACE_KINDS)}, got {kind!r}")
+    return {"workspace": tuple(dict.fromkeys(kinds)),
+            "workspace_exclude": r.strings(table.get("exclude"), "rust.workspace.exclude")}
 
 
 def _choice(r: _Reader, value: Any, path: str, choices: tuple[str, ...]) -> str:

@@ -37,7 +37,7 @@ from choirci.nix.adapter import Nix
 from choirci.rust import cargo as cargo_mod
 from choirci.rust.cargo import Cargo
 from choirci.rust.claims import run_claimed
-from choirci.rust.discover import discover, location_problems
+from choirci.rust.discover import discover, expand_workspace, location_problems
 from choirci.rust.plan import BinaryPlan, Problem, cache_key, cached, nearest, wanted_targets
 from choirci.rust.run import (
     FAILED,
@@ -57,16 +57,17 @@ log = logging.getLogger("choirci")
 
 def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collector | None:
     rust = settings.config.rust
-    if not rust.targets and not settings.rust_selection:
+    if not rust.targets and not rust.workspace and not settings.rust_selection:
         return None
     source = settings.config.path.name if settings.config.path else "config"
+    cfg = settings.config
+    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
+                  timeout=rust.build_timeout, progress=announcer(session.config))
+    rust = expand_workspace(rust, cargo)
     try:
         wanted = wanted_targets(rust, settings.rust_selection, source)
     except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None
-    cfg = settings.config
-    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
-                  timeout=rust.build_timeout, progress=announcer(session.config))
     ignored = settings.rust_ignored or rust.ignored
     try:
         plans = _shared_discovery(session.config, lambda: discover(wanted, cargo, ignored),
@@ -85,14 +86,14 @@ def preflight(settings: Settings, config: pytest.Config) -> None:
     or target the workspace does not have (``cargo metadata`` only, no compile). An exact
     *test* name that does not exist stays a failing item: only listing the binary knows."""
     rust = settings.config.rust
-    if (not rust.targets and not settings.rust_selection) or \
+    if (not rust.targets and not rust.workspace and not settings.rust_selection) or \
             (settings.areas is not None and AREA not in settings.areas):
         return
     source = settings.config.path.name if settings.config.path else "config"
-    wanted = wanted_targets(rust, settings.rust_selection, source)
     cfg = settings.config
     cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root),
                   cwd=cfg.root, timeout=rust.build_timeout, progress=announcer(config))
+    wanted = wanted_targets(expand_workspace(rust, cargo), settings.rust_selection, source)
     problems = location_problems(wanted, cargo)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -288,6 +289,8 @@ class _RustItem(ChoirciItem):
         return self.config.rootpath, None, f"{self.nodeid} "
 
     def _provenance(self) -> None:
+        # Which configured line asked for it: `rust.workspace (lib, bin)` for expanded ones.
+        self.record("rust.origin", self.plan.origin)
         if self.plan.executable:
             self.record("rust.binary", self.plan.executable)
         if self.plan.manifest:

@@ -13,12 +13,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from choirci import proc
+from choirci.config.rust import RustSettings, RustTarget
 from choirci.errors import ConfigError, ToolMissing
 from choirci.rust import cargo as cargo_mod
 from choirci.rust import libtest
 from choirci.rust.plan import BinaryPlan, Problem, Wanted, nearest, segment
 
 LIST_TIMEOUT = 120.0
+WORKSPACE_ORIGIN = "rust.workspace"
 KIND_TEXT = {"lib": "the library's unit tests (--lib)", "doc": "the doc tests (--doc)",
              "test": "the integration test tests/{name}.rs (--test)",
              "bin": "the unit tests of [[bin]] {name} (--bin)"}
@@ -56,7 +58,35 @@ def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo, ignored: str = "s
         _with_env(plans, built, cargo, crate, features, manifest)
         for i in built:
             plans[i] = _listed(plans[i], ignored)
-    return plans
+    # `cargo test --workspace --bins` runs a bin without tests and passes: a target that came
+    # from rust.workspace (not one a user named) and lists nothing has no item.
+    return [plan for plan in plans if not (plan.problem is not None and plan.problem.empty
+                                           and WORKSPACE_ORIGIN in plan.origin)]
+
+
+def expand_workspace(rust: RustSettings, cargo: cargo_mod.Cargo) -> RustSettings:
+    """``rust.workspace`` as targets: every workspace member's targets of the configured
+    kinds (lib, each bin, each test, doc), minus ``exclude`` and what ``rust.targets`` already
+    names, each marked with its origin so the evidence says where it came from."""
+    if not rust.workspace:
+        return rust
+    try:
+        workspace = cargo.metadata(None)
+    except (ToolMissing, cargo_mod.CargoError):
+        return rust  # discovery reports it, as for any target of this workspace
+    taken = {(t.crate, t.kind, t.test) for t in rust.targets}
+    origin = f"{WORKSPACE_ORIGIN} (" + ", ".join(rust.workspace) + ")"
+    expanded = list(rust.targets)
+    for name in sorted(workspace.packages):
+        if name in rust.workspace_exclude:
+            continue
+        package = workspace.packages[name]
+        for kind in rust.workspace:
+            for target in package.of_kind(kind):
+                if (name, kind, target) not in taken and (name, None, target) not in taken:
+                    expanded.append(RustTarget(crate=name, test=target, kind=kind,
+                                               origin=origin))
+    return dataclasses.replace(rust, targets=tuple(expanded))
 
 
 def location_problems(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo) -> list[str]:
@@ -209,7 +239,7 @@ def _zero_tests(plan: BinaryPlan, ignored: str) -> BinaryPlan:
     why = "the binary lists none" if not plan.listed else "none is #[ignore]d (rust.ignored: only)"
     message = (f"{plan.origin}: {plan.target} selects zero tests: {why} "
                f"(features: {plan.features_label}); a target that runs nothing cannot pass")
-    return dataclasses.replace(plan, problem=Problem(message))
+    return dataclasses.replace(plan, problem=Problem(message, empty=not plan.listed))
 
 
 def list_tests(argv: Sequence[str], env: Mapping[str, str], cwd: str, *, ignored: bool = False,

@@ -49,6 +49,7 @@ class Problem:
     message: str
     details: str = ""
     harness: bool = False  # True: choirci/tooling broke (an error), False: the repo (a failure)
+    empty: bool = False  # the binary lists no test at all (fine for rust.workspace expansion)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def wanted_targets(rust: RustSettings, selection: Sequence[str], source: str) ->
     wanted: list[Wanted] = []
     if not selection:
         for index, target in enumerate(rust.targets):
-            origin = f"{source}: rust.targets[{index}] ({target.id})"
+            origin = (f"{source}: {target.origin} ({target.id})" if target.origin
+                      else f"{source}: rust.targets[{index}] ({target.id})")
             wanted.append(Wanted(target.crate, target.test, target.features,
                                  target.tests or None, origin, _manifest(rust, target.crate),
                                  target.kind, target.tests))
