@@ -64,6 +64,8 @@ class Found:
     rust_notes: list[str] = field(default_factory=list)
     loops: list[tuple[str, list[str], str]] = field(default_factory=list)  # name, argv, source
     loop_notes: list[str] = field(default_factory=list)
+    # `cargo test --workspace --lib --bins` in CI: its kinds, as rust.workspace (and source)
+    workspace: tuple[tuple[str, ...], str] | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,8 +254,26 @@ def _loops(root: Path, found: Found) -> None:
                 found.loop_notes.append(f"{source}: `{line}` uses shell syntax; add it by hand")
                 continue
             argv = shlex.split(line)
+            kinds = _workspace_kinds(argv)
+            if kinds and found.workspace is None:
+                found.workspace = (kinds, source)  # items, one per test: better than a loop
+                continue
             name = _loop_name(argv, {n for n, _, _ in found.loops})
             found.loops.append((name, argv, source))
+
+
+WORKSPACE_FLAGS = {"--lib": "lib", "--bins": "bin", "--tests": "test", "--doc": "doc"}
+
+
+def _workspace_kinds(argv: list[str]) -> tuple[str, ...]:
+    """``cargo test --workspace --lib --bins`` -> (lib, bin); () for anything else (filters,
+    packages, features: not a whole-workspace selection)."""
+    if argv[:2] != ["cargo", "test"] or "--workspace" not in argv:
+        return ()
+    rest = [a for a in argv[2:] if a not in ("--workspace", "--offline", "--locked")]
+    if any(a not in WORKSPACE_FLAGS for a in rest):
+        return ()
+    return tuple(WORKSPACE_FLAGS[a] for a in rest) or ("lib", "bin", "test", "doc")
 
 
 def _loop_name(argv: list[str], taken: set[str]) -> str:
@@ -286,8 +306,16 @@ def render(found: Found) -> str:
     lines += [f"  # {note}" for note in found.loop_notes]
     if not found.loops:
         lines[-1 - len(found.loop_notes)] = "loops: {}                      # none found"
-    lines += ["", "rust:", "  targets:                      # exact test binaries (never filters)"]
+    lines += ["", "rust:"]
+    covered: tuple[str, ...] = ()
+    if found.workspace is not None:
+        covered, source = found.workspace
+        lines += [f"  workspace:                    # as CI runs it ({source})",
+                  f"    kinds: [{', '.join(covered)}]"]
+    lines += ["  targets:                      # exact test binaries (never filters)"]
     for target in found.rust:
+        if "manifest" not in target and target["kind"] in covered:
+            continue  # rust.workspace runs it
         lines.append(f"    - crate: {_q(target['crate'])}")
         lines.append(f"      kind: {target['kind']}")
         if "test" in target:
@@ -295,7 +323,7 @@ def render(found: Found) -> str:
         if "manifest" in target:
             lines.append(f"      manifest: {_q(target['manifest'])}   # outside the workspace")
     lines += [f"  # {note}" for note in found.rust_notes]
-    if not found.rust:
+    if not any("manifest" in t or t["kind"] not in covered for t in found.rust):
         lines[lines.index("  targets:                      # exact test binaries (never filters)")] \
             = "  targets: []"
     lines += ["", "# Host checks need a host to check, e.g.:", "# hosts:",
