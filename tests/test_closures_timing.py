@@ -57,7 +57,9 @@ def test_each_closure_carries_its_own_time_and_present_ones_none(
         "broken": BUSY.format(n=100000) + "exit 3",
     }, "closures:\n  quick: ./pkg#quick\n  slow: ./pkg#slow\n  broken: ./pkg#broken\n"
        f"nix:\n  lock_path: {pytester.path / 'build.lock'}\n")
-    pytester.runpytest_subprocess("--grind", "-p", "no:cacheprovider", "-m", "nix")
+    result = pytester.runpytest_subprocess("--grind", "-p", "no:cacheprovider", "-m", "nix")
+    # The terminal's one line per closure says how it was obtained and its own time.
+    result.stdout.re_match_lines([r"^choirci: closures::slow: built in \d+\.\d+s -> /nix/store/"])
     items = {i["nodeid"]: i for i in json.loads(
         (pytester.path / "evidence" / "choirci.json").read_text())["runs"][0]["items"]}
     quick, slow, broken = (items[f"closures::{n}"] for n in ("quick", "slow", "broken"))

@@ -334,9 +334,11 @@ def closure_line(item: ItemResult) -> str:
         why = item.message.strip().splitlines()[0] if item.message.strip() else ""
         return f"choirci: {item.nodeid}: {item.outcome}" + (f" ({why[:160]})" if why else "")
     how = item.prop("cache") or "built"
-    took = item.prop("build_time")
-    seconds = f" in {took}s" if took else ""
-    return f"choirci: {item.nodeid}: {how}{seconds} -> {item.prop('out_path') or '?'}"
+    # The item's duration is the closure's own time in the batch (choirci.nix.timing).
+    seconds = f" in {item.duration:.1f}s" if how != "present" else ""
+    where = item.prop("built_on")
+    on = f" on {where}" if where and where != "local" else ""
+    return f"choirci: {item.nodeid}: {how}{on}{seconds} -> {item.prop('out_path') or '?'}"
 
 
 def verdict_lines(record: RunRecord) -> list[str]:
