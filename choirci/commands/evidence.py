@@ -15,7 +15,7 @@ from choirci.evidence.record import counts_text, run_verdict
 from choirci.evidence.redact import Redactor
 from choirci.gates.verdicts import EXIT_CODES
 
-HELP = "merge the evidence dirs of matrix shards into one record, JUnit and report"
+HELP = "merge the evidence dirs of matrix shards into one record; verify a signed evidence dir"
 DESCRIPTION = """\
 merge: read choirci.json from each DIR (one per matrix shard, as written by
 `pytest --grind` with CHOIRCI_SHARD set), combine them into one record and write
