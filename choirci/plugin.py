@@ -206,6 +206,7 @@ class AreaCollection:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.python_skipped: list[Path] = []
+        self.initial: set[Path] | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
@@ -235,17 +236,20 @@ class AreaCollection:
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         if collection_path.name in IGNORED_DIRS or collection_path.name.startswith("result-"):
             return True
-        if not self.settings.python_tests and collection_path not in self.initial_paths(config):
+        if not self.settings.python_tests and collection_path not in self._initial_paths(config):
             # The verdict is choirci's items only, unless --python-tests opts in.
             if _looks_like_tests(collection_path):
                 self.python_skipped.append(collection_path)
             return True
         return None
 
-    @staticmethod
-    def initial_paths(config: pytest.Config) -> set[Path]:
-        invocation = Path(config.invocation_params.dir)
-        return {(invocation / arg.split("::")[0]).resolve() for arg in config.args}
+    def _initial_paths(self, config: pytest.Config) -> set[Path]:
+        """The paths given on the command line (or testpaths): collected as asked. Resolved
+        once, not for every path pytest walks."""
+        if self.initial is None:
+            invocation = Path(config.invocation_params.dir)
+            self.initial = {(invocation / arg.split("::")[0]).resolve() for arg in config.args}
+        return self.initial
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.python_skipped and not self.settings.is_worker:

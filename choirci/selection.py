@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 # pytest has no public API for -m expressions; this one is stable since pytest 6.
@@ -65,7 +65,7 @@ def choose(explicit: Sequence[str], closures: Sequence[str], rust_tests: Sequenc
     return AreaChoice(kept, f"{why} and {flag}" if why else flag)
 
 
-def _matcher(markers: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _matcher(markers: tuple[str, ...]) -> Callable[..., bool]:
     def match(name: str, /, **kwargs: object) -> bool:
         return not kwargs and name in markers
 

@@ -61,8 +61,7 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
         return None
     source = settings.config.path.name if settings.config.path else "config"
     cfg = settings.config
-    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
-                  timeout=rust.build_timeout, progress=announcer(session.config))
+    cargo = session_cargo(settings, session.config)
     rust = expand_workspace(rust, cargo)
     try:
         wanted = wanted_targets(rust, settings.rust_selection, source)
@@ -81,6 +80,20 @@ def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collecto
                                                rust.run))
 
 
+CARGO = pytest.StashKey[Cargo]()
+
+
+def session_cargo(settings: Settings, config: pytest.Config) -> Cargo:
+    """The session's one Cargo (so the check before collection and the collection share its
+    ``cargo metadata`` answers)."""
+    if CARGO not in config.stash:
+        rust, cfg = settings.config.rust, settings.config
+        config.stash[CARGO] = Cargo(cargo=rust.cargo, develop=rust.develop,
+                                    nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
+                                    timeout=rust.build_timeout, progress=announcer(config))
+    return config.stash[CARGO]
+
+
 def preflight(settings: Settings, config: pytest.Config) -> None:
     """Refuse, before anything is built, a Rust selection or config target that names a crate
     or target the workspace does not have (``cargo metadata`` only, no compile). An exact
@@ -90,9 +103,7 @@ def preflight(settings: Settings, config: pytest.Config) -> None:
             (settings.areas is not None and AREA not in settings.areas):
         return
     source = settings.config.path.name if settings.config.path else "config"
-    cfg = settings.config
-    cargo = Cargo(cargo=rust.cargo, develop=rust.develop, nix=Nix.from_settings(cfg.nix, cfg.root),
-                  cwd=cfg.root, timeout=rust.build_timeout, progress=announcer(config))
+    cargo = session_cargo(settings, config)
     wanted = wanted_targets(expand_workspace(rust, cargo), settings.rust_selection, source)
     problems = location_problems(wanted, cargo)
     if problems:

@@ -153,6 +153,10 @@ class Cargo:
     cwd: Path = Path(".")
     timeout: float = 3600.0
     progress: LineCallback | None = None  # compile progress for the terminal (cargo's stderr)
+    # `cargo metadata` per manifest, asked once per session: the check of the names before
+    # anything builds, the rust.workspace expansion and discovery all read the same answer.
+    _workspaces: dict[str | None, Workspace] = field(default_factory=dict, repr=False,
+                                                     compare=False)
 
     def argv(self, *args: str) -> list[str]:
         command = [self.cargo, *args]
@@ -170,6 +174,11 @@ class Cargo:
 
     def metadata(self, manifest: str | None = None) -> Workspace:
         """The workspace at ``cwd``, or the one ``manifest`` (a Cargo.toml) belongs to."""
+        if manifest not in self._workspaces:
+            self._workspaces[manifest] = self._ask_metadata(manifest)
+        return self._workspaces[manifest]
+
+    def _ask_metadata(self, manifest: str | None) -> Workspace:
         args = ["metadata", "--format-version", "1", "--no-deps", *self._manifest(manifest)]
         result = self.run(self.argv(*args))
         if not result.ok:

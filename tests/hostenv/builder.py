@@ -127,12 +127,7 @@ class BuilderHost:
         self._sh("ip", "netns", "add", self.netns)
         self._steps.append(("ip", "netns", "del", self.netns))
         self._sh("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
-        upper, work = self.workdir / "upper", self.workdir / "work"
-        for d in (upper, work, self.merged):
-            d.mkdir()
-        self._sh("mount", "-t", "overlay", "overlay", "-o",
-                 f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(self.merged))
-        self._steps.append(("umount", "-l", str(self.merged)))
+        nspawn.mount_overlay(rootfs, self.workdir, self.merged, self._steps)
         self._provision()
         log = open(self.workdir / "nspawn.log", "wb")  # noqa: SIM115 - lives with nspawn
         home = Path.home()

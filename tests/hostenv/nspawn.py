@@ -139,12 +139,7 @@ class NspawnHost:
         self._sh(*inside, "link", "set", "lo", "up")
 
     def _overlay(self, rootfs: Path) -> None:
-        upper, work = self.workdir / "upper", self.workdir / "work"
-        for d in (upper, work, self.merged):
-            d.mkdir()
-        self._sh("mount", "-t", "overlay", "overlay", "-o",
-                 f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(self.merged))
-        self._steps.append(("umount", "-l", str(self.merged)))
+        mount_overlay(rootfs, self.workdir, self.merged, self._steps)
 
     def _provision(self) -> None:
         root = self.merged
@@ -182,6 +177,18 @@ class NspawnHost:
 
     def stop(self) -> None:
         stop_container(self.proc, self._steps, self.name)
+
+
+def mount_overlay(rootfs: Path, workdir: Path, merged: Path, steps: list[tuple[str, ...]]) -> None:
+    """A writable copy-on-write view of ``rootfs`` at ``merged`` (the cached image stays as
+    it is); its unmount is added to ``steps``."""
+    upper, work = workdir / "upper", workdir / "work"
+    for d in (upper, work, merged):
+        d.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(merged)],
+                   check=True, capture_output=True, timeout=60)
+    steps.append(("umount", "-l", str(merged)))
 
 
 def stop_container(proc: subprocess.Popen[bytes] | None, steps: list[tuple[str, ...]],
