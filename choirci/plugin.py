@@ -8,6 +8,7 @@ choirci never changes an ordinary pytest run).
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +120,16 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _resolve_settings(config)
         if not settings.is_worker:
             # Known before anything is built: a crate or target that does not exist.
-            from choirci.rust.area import preflight
+            from choirci.rust.sharing import preflight
 
             preflight(settings, config)
         lock = _claim_evidence_dir(config, settings)
     except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if not settings.is_worker:
+        from choirci.rust.sharing import prepare_workers
+
+        prepare_workers(settings, config)  # xdist: Rust discovery starts with the workers
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(AreaCollection(settings), "choirci-areas")
     from choirci.session.recorder import Recorder
@@ -259,6 +264,15 @@ class AreaCollection:
 
 
 def _looks_like_tests(path: Path) -> bool:
+    """A Python test file, or a tests/ dir holding one (a crate's tests/ of .rs files is not:
+    the hint would send a Rust newcomer after Python tests that do not exist)."""
+    if path.is_dir():
+        return path.name in ("tests", "test") and any(
+            _is_python_test(Path(name)) for _, _, names in os.walk(path) for name in names)
+    return _is_python_test(path)
+
+
+def _is_python_test(path: Path) -> bool:
     name = path.name
-    return name in ("tests", "test") or (name.endswith(".py") and (
-        name.startswith("test_") or name.endswith("_test.py")))
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")
+                                     or name == "conftest.py")

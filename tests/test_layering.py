@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  "choirci.ci.*", "choirci.release.promote")),
     ("areas", ("choirci.settings", "choirci.items", "choirci.narrowing", "choirci.selection",
                "choirci.progress", "choirci.nix.closures", "choirci.nix.loops",
-               "choirci.rust.area", "choirci.hosts.area", "choirci.hosts.lib",
+               "choirci.rust.area", "choirci.rust.sharing", "choirci.hosts.area", "choirci.hosts.lib",
                "choirci.release.smoke")),
     ("entry", ("choirci.plugin", "choirci.cli", "choirci.commands", "choirci.commands.*",
                "choirci.session", "choirci.session.*")),

@@ -24,21 +24,18 @@ test name that does not exist) is a failing item, never a collection error and n
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from choirci.errors import ChoirciError, ConfigError
-from choirci.items import AreaCollector, ChoirciItem, ItemFailed, announcer
-from choirci.nix.adapter import Nix
+from choirci.errors import ChoirciError
+from choirci.items import AreaCollector, ChoirciItem, ItemFailed
 from choirci.rust import cargo as cargo_mod
 from choirci.rust.cargo import Cargo
 from choirci.rust.claims import run_claimed
-from choirci.rust.discover import discover, expand_workspace, location_problems
-from choirci.rust.plan import BinaryPlan, Problem, cache_key, cached, nearest, wanted_targets
+from choirci.rust.plan import BinaryPlan, Problem, cache_key, nearest
 from choirci.rust.run import (
     FAILED,
     SKIPPED,
@@ -48,79 +45,28 @@ from choirci.rust.run import (
     run_from_json,
     run_to_json,
 )
+from choirci.rust.sharing import AREA, rendezvous, session_cargo, shared_discovery, wanted
 from choirci.settings import Settings
 from choirci.settings import get as get_settings
 
-AREA = "rust"
 log = logging.getLogger("choirci")
 
 
 def collect_area(session: pytest.Session, settings: Settings) -> pytest.Collector | None:
-    rust = settings.config.rust
-    if not rust.targets and not rust.workspace and not settings.rust_selection:
+    if not wanted(settings):
         return None
-    source = settings.config.path.name if settings.config.path else "config"
-    cfg = settings.config
+    rust = settings.config.rust
     cargo = session_cargo(settings, session.config)
-    rust = expand_workspace(rust, cargo)
-    try:
-        wanted = wanted_targets(rust, settings.rust_selection, source)
-    except ChoirciError as exc:
-        raise pytest.UsageError(str(exc)) from None
     ignored = settings.rust_ignored or rust.ignored
     try:
-        plans = _shared_discovery(session.config, lambda: discover(wanted, cargo, ignored),
-                                  key=(str(cfg.root), rust, wanted, ignored))
-    except ConfigError as exc:
+        plans = shared_discovery(session.config, settings, cargo)
+    except ChoirciError as exc:
         raise pytest.UsageError(str(exc)) from None
     if not session.config.pluginmanager.has_plugin(DURATIONS):
         session.config.pluginmanager.register(_Durations(), DURATIONS)
     return RustArea.from_parent(session, name=AREA, nodeid=AREA, plans=plans,
                                 runner=_Runner(cargo, rust.timeout, rust.test_threads, ignored,
                                                rust.run))
-
-
-CARGO = pytest.StashKey[Cargo]()
-
-
-def session_cargo(settings: Settings, config: pytest.Config) -> Cargo:
-    """The session's one Cargo (so the check before collection and the collection share its
-    ``cargo metadata`` answers)."""
-    if CARGO not in config.stash:
-        rust, cfg = settings.config.rust, settings.config
-        config.stash[CARGO] = Cargo(cargo=rust.cargo, develop=rust.develop,
-                                    nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
-                                    timeout=rust.build_timeout, progress=announcer(config))
-    return config.stash[CARGO]
-
-
-def preflight(settings: Settings, config: pytest.Config) -> None:
-    """Refuse, before anything is built, a Rust selection or config target that names a crate
-    or target the workspace does not have (``cargo metadata`` only, no compile). An exact
-    *test* name that does not exist stays a failing item: only listing the binary knows."""
-    rust = settings.config.rust
-    if (not rust.targets and not rust.workspace and not settings.rust_selection) or \
-            (settings.areas is not None and AREA not in settings.areas):
-        return
-    source = settings.config.path.name if settings.config.path else "config"
-    cargo = session_cargo(settings, config)
-    wanted = wanted_targets(expand_workspace(rust, cargo), settings.rust_selection, source)
-    problems = location_problems(wanted, cargo)
-    if problems:
-        raise ConfigError("\n".join(problems))
-
-
-def _shared_discovery(
-    config: pytest.Config, compute: Callable[[], list[BinaryPlan]], key: object
-) -> list[BinaryPlan]:
-    """Discover in this process, or, on an xdist worker, once per run for all workers."""
-    workerinput = getattr(config, "workerinput", None)
-    cache = getattr(config, "cache", None)
-    if workerinput is None or cache is None or "testrunuid" not in workerinput:
-        return compute()
-    directory = Path(cache.mkdir("choirci-rust"))
-    name = cache_key(workerinput["testrunuid"], key)
-    return cached(directory / f"discovery-{name}.json", compute)
 
 
 DURATIONS = "choirci-rust-durations"
@@ -215,23 +161,24 @@ class RustBinary(pytest.Collector):
         def compute(names: list[str]) -> BinaryRun:
             return run_binary(self.plan, names, r.timeout, r.threads, r.ignored, r.cargo)
 
-        workerinput = getattr(self.config, "workerinput", None)
+        directory = rendezvous(self.config)
         alone = r.mode == "per-test" and self.plan.kind != cargo_mod.DOC  # no worker batches
-        if workerinput is None or "testrunuid" not in workerinput or alone:
+        if directory is None or alone:
             run = compute(batch)
             self._runs.update(dict.fromkeys(batch, run))
             return
         # xdist: tests another worker already ran (a doc test batch, a stolen item) are
-        # read from its run, never run twice. Without pytest's cache (-p no:cacheprovider)
-        # the workers meet in a directory of the temp dir named by the run.
-        cache = getattr(self.config, "cache", None)
-        uid = workerinput["testrunuid"]
-        directory = (Path(cache.mkdir("choirci-rust")) if cache is not None
-                     else Path(tempfile.gettempdir()) / f"choirci-rust-{cache_key(uid)}")
-        key = cache_key(uid, self.plan.target)
-        own, others = run_claimed(directory, key, batch, compute, run_to_json, run_from_json)
+        # read from its run, never run twice.
+        key = cache_key(self.plan.target)
+        workerinput = getattr(self.config, "workerinput", {})
+        # per-binary: each worker runs its share of the binary at once (see run_claimed);
+        # doc tests: the whole crate, once.
+        pool = [] if self.plan.kind == cargo_mod.DOC else [i.name for i in self._mine()]
+        own, others = run_claimed(directory, key, batch, compute, run_to_json, run_from_json,
+                                  pool=pool, workers=int(workerinput.get("workercount", 1)),
+                                  worker=str(workerinput.get("workerid", "")))
         if own is not None:
-            self._runs.update(dict.fromkeys([n for n in batch if n not in others], own))
+            self._runs.update(dict.fromkeys(own.verdicts, own))
         for name, theirs in others.items():
             self._runs[name] = theirs if theirs is not None else _lost(name)
 

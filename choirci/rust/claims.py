@@ -34,17 +34,26 @@ def _locked(path: Path, mode: int) -> Iterator[IO[str]]:
 
 def run_claimed(directory: Path, key: str, names: Sequence[str],
                 compute: Callable[[list[str]], T], dump: Callable[[T], str],
-                load: Callable[[str], T]) -> tuple[T | None, dict[str, T | None]]:
+                load: Callable[[str], T], *, pool: Sequence[str] = (), workers: int = 1,
+                worker: str = "") -> tuple[T | None, dict[str, T | None]]:
     """Run ``compute`` on the names no other worker claimed; return (own run or None,
-    {name: the other worker's run, or None when that worker died} for the rest)."""
+    {name: the other worker's run, or None when that worker died} for the rest).
+
+    With ``pool`` (every test of the binary this run executes, the same on every worker),
+    the claim is topped up to ``worker``'s fair share of what is still unclaimed: 1/k of it,
+    k = the ``workers`` that have not claimed any yet (this one counted). Each worker then
+    runs about its share of the binary in one process, all at once, instead of one batch
+    per refill of its queue that xdist sends a few items at a time. Its own queue comes
+    first; the top-up takes from the end of the pool, which xdist sends last."""
     directory.mkdir(parents=True, exist_ok=True)
     table = directory / f"{key}.claims.json"
-    claim = uuid.uuid4().hex
+    claim = f"{worker}:{uuid.uuid4().hex}"
     own = None
     with ExitStack() as running:
         with _locked(directory / f"{key}.lock", fcntl.LOCK_EX):
             claims: dict[str, str] = json.loads(table.read_text()) if table.exists() else {}
-            mine = [name for name in names if name not in claims]
+            mine = list(dict.fromkeys(name for name in names if name not in claims))
+            mine += _top_up(pool, claims, mine, workers, worker)
             others = {name: claims[name] for name in names if name in claims}
             if mine:
                 claims.update(dict.fromkeys(mine, claim))
@@ -63,6 +72,20 @@ def run_claimed(directory: Path, key: str, names: Sequence[str],
                 runs[other] = load(result.read_text()) if result.exists() else None
         found[name] = runs[other]
     return own, found
+
+
+def _top_up(pool: Sequence[str], claims: dict[str, str], mine: list[str], workers: int,
+            worker: str) -> list[str]:
+    """The unclaimed names (from the end of ``pool``) that make ``mine`` this worker's share."""
+    unclaimed = [name for name in dict.fromkeys(pool) if name not in claims]
+    if not unclaimed:
+        return []
+    others = {owner.split(":", 1)[0] for owner in claims.values()} - {worker}
+    left = max(1, workers - len(others))
+    share = -(-len(unclaimed) // left)
+    taken = set(mine)
+    extra = [name for name in reversed(unclaimed) if name not in taken]
+    return extra[: max(0, share - len(mine))]
 
 
 def _write(path: Path, text: str) -> None:
