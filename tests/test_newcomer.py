@@ -130,6 +130,21 @@ def test_repository_python_tests_are_not_collected_under_grind(workspace: pytest
                                  "count in this verdict (--python-tests)*"])
 
 
+def test_the_python_tests_hint_names_only_python_tests(workspace: pytest.Pytester) -> None:
+    """A crate's tests/ of .rs files is not the repository's Python tests: no hint for it; a
+    tests/ that holds a Python test is named."""
+    rust_tests = workspace.path / "tests"
+    rust_tests.mkdir()
+    (rust_tests / "api_test.rs").write_text("#[test]\nfn t() {}\n")
+    result = workspace.runpytest("--grind", "--area", "loops")
+    assert "Python tests are not collected" not in result.stdout.str()
+    (rust_tests / "helpers").mkdir()
+    (rust_tests / "helpers" / "test_tool.py").write_text("def test_t():\n    pass\n")
+    result = workspace.runpytest("--grind", "--area", "loops")
+    result.stdout.fnmatch_lines(["choirci: the repository's own Python tests are not collected "
+                                 "under --grind (e.g. tests); add --python-tests to include them"])
+
+
 def test_a_gates_dir_that_does_not_exist_is_a_config_error(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", choirci="closures:\n  s: ./s#s\ngates: my-gates\n")
     result = pytester.runpytest("--grind")
