@@ -10,16 +10,19 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from choirci import areas, selection
-from choirci import config as config_mod
+from choirci import areas
 from choirci.errors import ChoirciError
-from choirci.rust.plan import parse_selection
-from choirci.session import evidence_dir
-from choirci.settings import SETTINGS, Settings
+
+if TYPE_CHECKING:
+    from choirci.session.evidence_dir import DirLock
+    from choirci.settings import Settings
+
+# Everything else is imported where it is used: a plain `pytest` run (no --grind) in any
+# project where choirci is installed loads this module and should pay nothing for it.
 
 MARKERS = {
     "nix": "a Nix closure build (choirci closures area)",
@@ -130,6 +133,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from choirci.rust.sharing import prepare_workers
 
         prepare_workers(settings, config)  # xdist: Rust discovery starts with the workers
+    from choirci.settings import SETTINGS
+
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(AreaCollection(settings), "choirci-areas")
     from choirci.session.recorder import Recorder
@@ -137,8 +142,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Recorder(config, settings, lock), "choirci-recorder")
 
 
-def _claim_evidence_dir(config: pytest.Config, settings: Settings) -> evidence_dir.DirLock | None:
+def _claim_evidence_dir(config: pytest.Config, settings: Settings) -> DirLock | None:
     """Controller only: the evidence dir is writable and no other run writes it."""
+    from choirci.session import evidence_dir
+
     if settings.is_worker or config.option.collectonly:
         return None
     source = evidence_dir.where(settings.config.evidence_where,
@@ -153,6 +160,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """Plain ``pytest`` in a choirci workspace collects nothing: say what to type instead."""
     if config.option.grind or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
         return
+    from choirci import config as config_mod
+
     found = config_mod.find_config(Path(config.invocation_params.dir))
     if found is not None:
         terminalreporter.write_line(f"choirci: this is a choirci workspace ({found}): run "
@@ -179,6 +188,11 @@ def _check_rootdir(config: pytest.Config) -> None:
 
 
 def _resolve_settings(config: pytest.Config) -> Settings:
+    from choirci import config as config_mod
+    from choirci import selection
+    from choirci.rust.plan import parse_selection
+    from choirci.settings import Settings
+
     opt = config.option
     invocation = Path(config.invocation_params.dir)
     for value in opt.rust_test:
