@@ -13,7 +13,9 @@ then times (each best of ``--repeat``):
   with ``rust.run: per-binary`` (the default) and ``per-test`` (one process per test);
 * pytest's own floor: the same number of trivial Python test items in plain pytest;
 * xdist: ``--xdist-tests`` tests of ``--xdist-ms`` each in one binary, serial vs ``-n 2``,
-  per run mode, every execution counted (each test appends to a file of its own).
+  per run mode, every execution counted (each test appends to a file of its own); and, as
+  the reference, the same number of Python tests of the same length in plain pytest, serial
+  vs ``-n 2`` (what xdist's own start-up leaves of the speed-up on this machine).
 
 ``--work-ms`` makes every test sleep that long, for a feel of realistic tests; with 0 the
 figures show choirci's fixed per-item cost against tests that take no time at all.
@@ -230,7 +232,27 @@ def xdist(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, objec
                              f"rust.run: {mode}", timed["-n 2"], timed["serial"], "serial",
                              "speed-up >= 1.6x (ratio <= 0.625)", speedup >= 1.6,
                              f"speed-up {speedup:.2f}x, each test executed once"))
+        rows.append(ceiling(args, root, env))
     return rows
+
+
+def ceiling(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[str, object]:
+    """What -n 2 gives plain pytest on the same number of Python tests of the same length,
+    in the same run: the speed-up xdist's own start-up leaves on this machine."""
+    py = root / "py"
+    py.mkdir()
+    (py / "test_sleep.py").write_text("import time\n\n" + "".join(
+        f"def test_{i:04}():\n    time.sleep({args.xdist_ms / 1000})\n"
+        for i in range(args.xdist_tests)))
+    plain = [*PYTEST, "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
+             str(py / "test_sleep.py")]
+    serial = best(args.repeat, lambda: quiet(plain, root, env))
+    parallel = best(args.repeat, lambda: quiet([*plain, "-n", "2"], root, env))
+    speedup = serial / parallel
+    print(f"  plain pytest serial {serial:7.3f}s  -n 2 {parallel:7.3f}s  speed-up {speedup:.2f}x")
+    return _row(f"-n 2, {args.xdist_tests} Python tests of {args.xdist_ms} ms, plain pytest "
+                "(reference: xdist's own start-up on this machine)", parallel, serial, "serial",
+                note=f"speed-up {speedup:.2f}x")
 
 
 if __name__ == "__main__":
