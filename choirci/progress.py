@@ -84,8 +84,6 @@ class Relay:
 def announcer(config: pytest.Config) -> Callable[[str], None]:
     """Print a line to the terminal; on an xdist worker (which has none), hand it to the
     controller, which prints it (see :class:`Relay`)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
     guard = threading.Lock()  # nix output arrives on reader threads
 
     settings = settings_mod.get(config)
@@ -98,6 +96,10 @@ def announcer(config: pytest.Config) -> Callable[[str], None]:
     def say(line: str) -> None:
         # The terminal is the CI log: it gets the same redaction as the evidence files.
         line = redact.for_terminal(line, extra)
+        # Looked up now, not when the announcer was made: one made in pytest_configure (the
+        # session's Cargo, for the check before collection) predates the terminal reporter.
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
         with guard:
             if to_controller is not None:
                 to_controller(line)

@@ -91,3 +91,13 @@ def test_processes_per_mode(run, pytester: pytest.Pytester, mode: str, most: int
         assert all(c.split("--exact ")[1] in {f"t{i:03d}" for i in range(200)} for c in commands)
     else:
         assert len(set(commands)) <= most, len(set(commands))
+
+
+@pytest.mark.parametrize("dist", [[], ["-n", "2"]])
+def test_cargo_progress_reaches_the_terminal(run, dist: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The session's Cargo is made in pytest_configure (the name check before anything
+    builds), before pytest's terminal reporter exists: its progress lines must still reach
+    the terminal, not a log record nobody sees. Under -n the controller compiles."""
+    result, _, _ = run("per-binary", *dist)
+    result.stdout.fnmatch_lines(["cargo (kinds*): Finished `test` profile*"])
+    assert "[gw" not in "".join(line for line in result.stdout.lines if "cargo (" in line)
