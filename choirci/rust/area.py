@@ -43,6 +43,7 @@ from choirci.rust.run import (
     Verdict,
     run_binary,
     run_from_json,
+    run_program,
     run_to_json,
 )
 from choirci.rust.sharing import AREA, rendezvous, session_cargo, shared_discovery, wanted
@@ -102,6 +103,10 @@ class RustArea(AreaCollector):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         for plan in self.plans:
+            if plan.problem is None and not plan.libtest:
+                yield RustProgram.from_parent(self, name=plan.target, plan=plan,
+                                              runner=self.runner, nodeid=_id(self, plan.target))
+                continue
             if plan.problem is None:
                 yield RustBinary.from_parent(self, name=plan.target, plan=plan,
                                              runner=self.runner, nodeid=_id(self, plan.target))
@@ -284,6 +289,30 @@ class RustTest(_RustItem):
             self.add_report_section("call", "rust test output", verdict.output)
         if verdict.status == SKIPPED:
             pytest.skip(verdict.message)
+        if verdict.status == FAILED:
+            raise ItemFailed(verdict.message, verdict.details)
+
+
+class RustProgram(_RustItem):
+    """A ``harness = false`` target (a criterion bench, a custom main): one item, judged by
+    its exit status as ``cargo test`` judges it; never listed (that would run it)."""
+
+    measured: float | None = None
+
+    def __init__(self, *, runner: _Runner, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.runner = runner
+
+    def runtest(self) -> None:
+        run = run_program(self.plan, self.runner.timeout, self.runner.ignored)
+        verdict = run.verdicts[self.plan.target]
+        self.measured = run.duration
+        self._provenance()
+        self.record("rust.command", run.command)
+        self.record("rust.exit", run.exit)
+        self.record("rust.env", self.plan.env_source)
+        if verdict.output:
+            self.add_report_section("call", "rust test output", verdict.output)
         if verdict.status == FAILED:
             raise ItemFailed(verdict.message, verdict.details)
 

@@ -75,6 +75,7 @@ class BinaryPlan:
     env_unset: tuple[str, ...] = ()
     cwd: str = ""  # where cargo runs the binary (the package root)
     env_source: str = ""  # "cargo" (asked from cargo) or why not
+    libtest: bool = True  # False: `harness = false`, one program with no test names
 
     @property
     def target(self) -> str:

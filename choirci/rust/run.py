@@ -112,6 +112,30 @@ def run_binary(plan: BinaryPlan, names: Sequence[str], timeout: float,
     return BinaryRun(shown, result.describe_exit(), result.duration, verdicts, durations)
 
 
+def run_program(plan: BinaryPlan, timeout: float, ignored: str = "skip") -> BinaryRun:
+    """A ``harness = false`` target run as ``cargo test`` runs it: the program alone, with
+    cargo's environment and no arguments (``--include-ignored`` / ``--ignored`` passed on, as
+    cargo passes test arguments to every binary); it passes when it exits 0. Its one verdict
+    is keyed by the target (``plan.target``)."""
+    assert plan.executable is not None
+    argv = [plan.executable, *{"include": ["--include-ignored"], "only": ["--ignored"]}.get(
+        ignored, [])]
+    run_env = plan.run_env()
+    result = proc.run(argv, cwd=Path(run_env.cwd), env=run_env.apply(), timeout=timeout,
+                      max_output=MAX_OUTPUT)
+    output = libtest.excerpt("\n".join(part for part in (result.stdout, result.stderr)
+                                        if part.strip()))
+    if result.ok:
+        verdict = Verdict(PASSED, output=output)
+    else:
+        died = _how_it_died(result, timeout) or f"it exited with {result.describe_exit()}"
+        verdict = Verdict(FAILED, message=f"{plan.target} (harness = false, run as one "
+                                          f"program, as cargo test runs it): {died}",
+                          details=_process_output(result), output=output)
+    return BinaryRun(tuple(argv), result.describe_exit(), result.duration,
+                     {plan.target: verdict}, {plan.target: result.duration})
+
+
 _SCRATCH: list[Path] = []
 
 
