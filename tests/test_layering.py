@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("choirci.config", "choirci.config.*", "choirci.areas")),
     ("adapters", ("choirci.nix.adapter", "choirci.nix.formats", "choirci.nix.hashes",
                   "choirci.nix.lock",
-                  "choirci.nix.build", "choirci.nix.timing", "choirci.rust.cargo", "choirci.rust.libtest",
+                  "choirci.nix.build", "choirci.nix.timing", "choirci.rust.cargo", "choirci.rust.metadata", "choirci.rust.libtest",
                   "choirci.rust.plan", "choirci.rust.run", "choirci.rust.discover",
                   "choirci.rust.claims", "choirci.hosts.probe",
                   "choirci.hosts.promoted", "choirci.hosts.connect", "choirci.release.manifest",

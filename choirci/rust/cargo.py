@@ -43,14 +43,16 @@ from choirci.errors import ChoirciError
 from choirci.nix.adapter import Nix
 from choirci.proc import CommandResult, LineCallback
 from choirci.rust import libtest
+from choirci.rust.metadata import DOC, LIB, Package, Selector, Workspace, is_lib, parse_metadata
 
-LIB = "lib"  # `test: lib` in choirci.yaml: the crate's unit tests (cargo test --lib)
-DOC = "doc"  # `kind: doc`: the crate's doc tests (cargo test --doc)
+# The metadata model is re-exported: callers know it as cargo's.
+__all__ = ["DOC", "LIB", "Build", "Cargo", "CargoError", "Package", "RunEnv", "Selector",
+           "Workspace", "clean_env", "last_lines", "parse_metadata"]
+
 # Variables that would change libtest's output format behind our back, and pytest's own
 # per-test marker: the intended differences from `cargo test`'s environment (README).
 FORMAT_ENV = ("RUST_TEST_NOCAPTURE", "RUST_TEST_SHOW_OUTPUT", "RUST_TEST_TIME_UNIT",
               "RUST_TEST_FORMAT", "PYTEST_CURRENT_TEST")
-Selector = tuple[str, str]  # (kind, name): ("lib", "lib"), ("test", "a"), ("bin", "b"), ...
 FLAGS = {"lib": "--lib", "bin": "--bin", "test": "--test", "example": "--example",
          "bench": "--bench"}
 # Records what cargo gives a test binary: cargo runs `RUNNER... <binary> <args>` as the test.
@@ -66,41 +68,6 @@ with open(sys.argv[1], "ab") as out:
 
 class CargoError(ChoirciError):
     """cargo could not tell us about the workspace (the repo's problem, reported per item)."""
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    manifest_dir: Path
-    test_targets: tuple[str, ...]
-    has_lib: bool
-    bin_targets: tuple[str, ...] = ()  # their unit tests: `cargo test --bin NAME`
-    example_targets: tuple[str, ...] = ()
-    bench_targets: tuple[str, ...] = ()
-
-    def of_kind(self, kind: str) -> tuple[str, ...]:
-        """The names of this package's targets of ``kind`` (lib/doc: ``lib``/``doc``)."""
-        if kind in (LIB, DOC):
-            return (kind,) if self.has_lib else ()
-        return {"test": self.test_targets, "bin": self.bin_targets,
-                "example": self.example_targets, "bench": self.bench_targets}.get(kind, ())
-
-    def kinds_named(self, name: str) -> tuple[str, ...]:
-        """What a bare name can mean: lib/doc by their names, tests and bins by theirs
-        (examples and benches only with an explicit kind)."""
-        return tuple(kind for kind in ("lib", "doc", "test", "bin") if name in self.of_kind(kind))
-
-    def binaries(self) -> tuple[str, ...]:
-        bins = tuple(name for name in self.bin_targets if name not in self.test_targets)
-        return ((LIB, DOC) if self.has_lib else ()) + self.test_targets + bins
-
-
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-    target_dir: Path
-    packages: Mapping[str, Package]
 
 
 @dataclass(frozen=True)
@@ -157,6 +124,13 @@ class Cargo:
     # anything builds, the rust.workspace expansion and discovery all read the same answer.
     _workspaces: dict[str | None, Workspace] = field(default_factory=dict, repr=False,
                                                      compare=False)
+    _noted: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def note(self, line: str) -> None:
+        """Tell the terminal ``line`` once per session (the check and discovery both expand)."""
+        if self.progress is not None and line not in self._noted:
+            self._noted.add(line)
+            self.progress(line)
 
     def argv(self, *args: str) -> list[str]:
         command = [self.cargo, *args]
@@ -288,34 +262,6 @@ class Cargo:
                          "--", *test_args)
 
 
-def parse_metadata(data: Mapping[str, Any]) -> Workspace:
-    members = set(data.get("workspace_members") or ())
-    packages = {}
-    for package in data.get("packages", ()):
-        if members and package.get("id") not in members:
-            continue
-        targets = package.get("targets", ())
-        packages[package["name"]] = Package(
-            name=package["name"],
-            version=package.get("version", ""),
-            manifest_dir=Path(package["manifest_path"]).parent,
-            test_targets=tuple(t["name"] for t in targets if "test" in t.get("kind", ())),
-            has_lib=any(_is_lib(t.get("kind", ())) for t in targets),
-            bin_targets=tuple(t["name"] for t in targets if "bin" in t.get("kind", ())),
-            example_targets=tuple(t["name"] for t in targets if "example" in t.get("kind", ())),
-            bench_targets=tuple(t["name"] for t in targets if "bench" in t.get("kind", ())),
-        )
-    return Workspace(
-        root=Path(data["workspace_root"]),
-        target_dir=Path(data["target_directory"]),
-        packages=packages,
-    )
-
-
-def _is_lib(kinds: Sequence[str]) -> bool:
-    return any(kind in ("lib", "rlib", "dylib", "cdylib", "staticlib") for kind in kinds)
-
-
 def _json_lines(text: str) -> Iterator[dict[str, Any]]:
     for line in text.splitlines():
         if line.startswith("{"):
@@ -351,7 +297,7 @@ def _selector_of(target: Mapping[str, Any]) -> Selector:
     for kind in ("test", "bin", "example", "bench"):
         if kind in kinds:
             return kind, name
-    return (LIB, LIB) if _is_lib(kinds) else ("", name)
+    return (LIB, LIB) if is_lib(kinds) else ("", name)
 
 
 def _package_name(package_id: str) -> str:

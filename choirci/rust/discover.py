@@ -85,7 +85,16 @@ def expand_workspace(rust: RustSettings, cargo: cargo_mod.Cargo) -> RustSettings
         package = workspace.packages[name]
         for kind in rust.workspace:
             for target in package.of_kind(kind):
-                if (name, kind, target) not in taken and (name, None, target) not in taken:
+                if (name, kind, target) in taken or (name, None, target) in taken:
+                    continue
+                lacking = package.needs_features.get((kind, target))
+                if lacking:
+                    cargo.note(
+                        f"rust.workspace: {name}::{target} ({kind}) is not run: it requires "
+                        f"features {', '.join(lacking)}, not on by default, and `cargo test "
+                        f"--workspace` skips it too; to run it, name it in rust.targets with "
+                        f"features: [{', '.join(lacking)}]")
+                if not lacking:
                     expanded.append(RustTarget(crate=name, test=target, kind=kind,
                                                origin=origin))
     return dataclasses.replace(rust, targets=tuple(expanded))
