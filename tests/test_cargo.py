@@ -109,6 +109,16 @@ def test_metadata_keeps_members_test_targets_and_lib() -> None:
     assert ws.packages["sandbox"].manifest_dir == Path("/w/sandbox")
 
 
+def test_a_proc_macro_library_is_a_library() -> None:
+    """`cargo test --lib`/`--doc` run a proc-macro crate's tests: its lib and doc are there."""
+    data = {"workspace_root": "/w", "target_directory": "/w/target",
+            "workspace_members": ["path+file:///w/m#0.1.0"],
+            "packages": [{"id": "path+file:///w/m#0.1.0", "name": "m", "version": "0.1.0",
+                          "manifest_path": "/w/m/Cargo.toml",
+                          "targets": [{"name": "m", "kind": ["proc-macro"]}]}]}
+    assert parse_metadata(data).packages["m"].binaries() == ("lib", "doc")
+
+
 def _message(reason: str, kind: str, name: str, **extra: object) -> dict[str, object]:
     return {"reason": reason, "package_id": "path+file:///w/faults#0.1.0",
             "target": {"kind": [kind], "name": name}, **extra}

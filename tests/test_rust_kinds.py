@@ -79,6 +79,24 @@ def test_doc_tests_run_one_item_each_and_a_stale_example_fails(grind) -> None:  
     assert reprec.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_a_proc_macro_crates_unit_and_doc_tests_run_as_cargo_runs_them(
+        grind, ws: Path) -> None:  # type: ignore[no-untyped-def]
+    """cargo metadata calls a proc-macro crate's library kind "proc-macro"; `cargo test --lib`
+    and `--doc` run its tests like any library's, by hand and from rust.workspace."""
+    reprec, got = grind(targets("{crate: macros, test: lib}", "{crate: macros, kind: doc}"))
+    assert {k: v.outcome for k, v in got.items()} == {
+        "rust::macros::lib::tests::counts_items": "passed",
+        "rust::macros::lib::tests::counts_nothing": "passed",
+        "rust::macros::doc::macros/src/lib.rs - (line 3)": "passed"}
+    raw = subprocess.run(["cargo", "test", "--offline", "-p", "macros"], cwd=ws,
+                         capture_output=True, text=True, check=False)
+    assert raw.returncode == 0 and raw.stdout.count("... ok") == 3, raw.stdout
+    _, got = grind("rust:\n  workspace:\n    kinds: [lib, doc]\n    exclude: [faults, kinds]\n")
+    assert sorted(got) == sorted(["rust::macros::lib::tests::counts_items",
+                                  "rust::macros::lib::tests::counts_nothing",
+                                  "rust::macros::doc::macros/src/lib.rs - (line 3)"])
+
+
 def test_doc_tests_are_selectable_from_the_command_line(grind) -> None:  # type: ignore[no-untyped-def]
     _, got = grind(targets("{crate: faults, test: mixed_test}"), "--rust-test", "kinds::doc",
                    "-k", "line and not 11 and not 15 and not 19")

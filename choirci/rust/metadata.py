@@ -98,4 +98,7 @@ def _needs_features(targets: Sequence[Mapping[str, Any]], features: Mapping[str,
 
 
 def is_lib(kinds: Sequence[str]) -> bool:
-    return any(kind in ("lib", "rlib", "dylib", "cdylib", "staticlib") for kind in kinds)
+    """The crate's library, whatever it builds (a proc-macro crate's unit and doc tests run
+    under `cargo test --lib` / `--doc` like any library's)."""
+    return any(kind in ("lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro")
+               for kind in kinds)
