@@ -33,16 +33,22 @@ log = logging.getLogger("choirci")
 
 
 def wanted(settings: Settings) -> bool:
+    """The run asks for Rust tests (configured, or selected on the command line)."""
     rust = settings.config.rust
     return bool(rust.targets or rust.workspace or settings.rust_selection)
+
+
+def _collected(settings: Settings) -> bool:
+    """...and the rust area is collected (not narrowed away by --area or -m)."""
+    return wanted(settings) and (settings.areas is None or AREA in settings.areas)
 
 
 def plans(settings: Settings, cargo: Cargo) -> list[BinaryPlan]:
     """Discovery: the configured (or selected) targets, compiled and listed."""
     source = settings.config.path.name if settings.config.path else "config"
     rust = expand_workspace(settings.config.rust, cargo)
-    wanted = wanted_targets(rust, settings.rust_selection, source)
-    return discover(wanted, cargo, settings.rust_ignored or rust.ignored)
+    targets = wanted_targets(rust, settings.rust_selection, source)
+    return discover(targets, cargo, settings.rust_ignored or rust.ignored)
 
 
 def discovery_file(directory: Path, settings: Settings) -> Path:
@@ -69,14 +75,13 @@ def preflight(settings: Settings, config: pytest.Config) -> None:
     """Refuse, before anything is built, a Rust selection or config target that names a crate
     or target the workspace does not have (``cargo metadata`` only, no compile). An exact
     *test* name that does not exist stays a failing item: only listing the binary knows."""
-    rust = settings.config.rust
-    if (not rust.targets and not rust.workspace and not settings.rust_selection) or \
-            (settings.areas is not None and AREA not in settings.areas):
+    if not _collected(settings):
         return
     source = settings.config.path.name if settings.config.path else "config"
     cargo = session_cargo(settings, config)
-    wanted = wanted_targets(expand_workspace(rust, cargo), settings.rust_selection, source)
-    problems = location_problems(wanted, cargo)
+    targets = wanted_targets(expand_workspace(settings.config.rust, cargo),
+                             settings.rust_selection, source)
+    problems = location_problems(targets, cargo)
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -161,5 +166,5 @@ def prepare_workers(settings: Settings, config: pytest.Config) -> None:
         return
     meeting = Rendezvous()
     config.pluginmanager.register(meeting, Rendezvous.NAME)
-    if wanted(settings) and (settings.areas is None or AREA in settings.areas):
+    if _collected(settings):
         meeting.start(settings, session_cargo(settings, config))
