@@ -268,3 +268,34 @@ def test_a_failure_points_at_its_source_line_relative_to_the_repository(
     assert case.get("file") == "faults/tests/mixed_test.rs"
     line = int(case.get("line") or 0)
     assert "assert" in source[line - 1] or "panic" in source[line - 1], source[line - 1]
+
+
+def test_a_build_stuck_on_cargos_lock_says_so_and_is_bounded(
+        pytester: pytest.Pytester, faults_ws: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another cargo (an editor's rust-analyzer, a second run) holds the build directory's
+    lock: cargo waits for it, silently unless its "Blocking" line is relayed. The wait is
+    bounded by rust.build_timeout and ends in an error that says what happened, not in a
+    "does not compile" failure of the repository."""
+    import fcntl
+
+    target = tmp_path_factory.mktemp("rf-locked-target")
+    cargo_env(monkeypatch, target)
+    (target / "debug").mkdir(parents=True)
+    config = faults_ws / f"locked-{os.getpid()}.yaml"
+    config.write_text("rust:\n  build_timeout: 4\n  targets:\n"
+                      "    - {crate: faults, test: mixed_test}\n")
+    with open(target / "debug" / ".cargo-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what a running cargo holds
+        started = time.monotonic()
+        result = pytester.runpytest_subprocess(
+            "--grind", f"--choirci-config={config}",
+            f"--evidence-dir={pytester.path / 'evidence'}", "-p", "no:cacheprovider")
+        elapsed = time.monotonic() - started
+    assert elapsed < 30, elapsed
+    result.stdout.fnmatch_lines(["cargo (faults): Blocking waiting for file lock*"])
+    text = result.stdout.str()
+    assert "was not built: cargo did not finish within rust.build_timeout" in text
+    assert "does not compile" not in text
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # an error item: the verdict is not PASS
+    result.assert_outcomes(errors=1)

@@ -109,6 +109,10 @@ class Build:
             return self.shared_errors
         if self.result is None:
             return "cargo did not run"
+        if self.result.timed_out:
+            return (f"`{self.command}` did not finish within rust.build_timeout "
+                    f"({self.result.duration:.0f}s) and was killed; its last lines:\n"
+                    + (libtest.excerpt(self.result.stderr, max_lines=20) or "(none)"))
         return libtest.excerpt(self.result.stderr, max_lines=60) or self.result.describe_exit()
 
 
@@ -324,7 +328,8 @@ def _compile_progress(say: LineCallback | None, every: float = 2.0,
                       clock: Callable[[], float] = time.monotonic,
                       label: str = "") -> LineCallback | None:
     """Relay cargo's ``Compiling x`` lines, at most one per ``every`` seconds, naming what is
-    being built (``cargo (sandbox +supervision_refactor): Finished ...``).
+    being built (``cargo (sandbox +supervision_refactor): Finished ...``), and each
+    ``Blocking waiting for file lock`` line.
 
     A cold compile of a real workspace takes minutes at collection time; without this the
     terminal would sit silent on "collecting ...".
@@ -337,11 +342,14 @@ def _compile_progress(say: LineCallback | None, every: float = 2.0,
 
     def relay(line: str) -> None:
         text = line.strip()
-        if not text.startswith(("Compiling", "Finished")):
+        if not text.startswith(("Compiling", "Finished", "Blocking")):
             return
         now = clock()
         previous = last[0]
-        if text.startswith("Finished") or previous is None or now - previous >= every:
+        # "Blocking waiting for file lock on build directory": another cargo (an editor's
+        # rust-analyzer, a second run) holds the lock; said at once, or the wait looks hung.
+        if text.startswith(("Finished", "Blocking")) or previous is None or \
+                now - previous >= every:
             last[0] = now
             say(f"cargo ({label}): {text}" if label else f"cargo: {text}")
 

@@ -202,6 +202,11 @@ def without_harness(manifest: Path) -> frozenset[cargo_mod.Selector]:
 def _built(plan: BinaryPlan, build: cargo_mod.Build) -> BinaryPlan:
     plan = dataclasses.replace(plan, build_command=build.command)
     executable = build.executables.get(plan.selector)
+    if executable is None and build.result is not None and build.result.timed_out:
+        message = (f"{plan.target} was not built: cargo did not finish within "
+                   f"rust.build_timeout ({plan.origin}); see its last lines below")
+        return dataclasses.replace(plan, problem=Problem(message, build.failure(plan.selector),
+                                                         harness=True))
     if executable is None:
         message = (f"{plan.target} does not compile (features: {plan.features_label}); "
                    f"see the compiler output below ({plan.origin})")
