@@ -107,24 +107,29 @@ def test_naming_tests_in_a_program_is_a_failing_item(
     assert not setup.exists()
 
 
-def test_workspace_skips_what_the_default_features_cannot_build_and_says_so(
+def test_workspace_skips_what_cargo_test_workspace_skips_and_says_so(
         pytester: pytest.Pytester, ws: Path, setup: Path) -> None:
-    """`cargo test --workspace --lib --tests` skips a target whose required-features are not
-    on by default, without a word; rust.workspace runs the same targets, and says which one
-    it left out and how to run it."""
+    """`cargo test --workspace --lib --tests` skips, without a word, a target whose
+    required-features are not on by default and one marked `test = false`; rust.workspace
+    runs the same targets, and says which it left out and how to run each."""
     result = grind(pytester, ws, "rust:\n  workspace:\n    kinds: [lib, test]\n")
     got = outcomes(pytester.path / "ev")
     assert sorted(got) == ["rust::harness::custom_fail", "rust::harness::custom_main",
                            "rust::harness::lib::tests::doubles"]
     raw = subprocess.run(["cargo", "test", "--offline", "--workspace", "--lib", "--tests",
                           "--no-fail-fast"], cwd=ws, capture_output=True, text=True, check=False)
-    assert "needs_extra" not in raw.stderr and "custom_main" in raw.stderr  # cargo skips it too
-    # Said once, before the session header (on stderr: pytest's terminal is not up yet).
+    assert "custom_main" in raw.stderr  # cargo skips both too:
+    assert "needs_extra" not in raw.stderr and "manual_only" not in raw.stderr
+    # Said once each, before the session header (on stderr: pytest's terminal is not up yet).
     notes = [line for line in result.stdout.lines + result.stderr.lines
              if line.startswith("rust.workspace:")]
-    assert notes == ["rust.workspace: harness::needs_extra (test) is not run: it requires "
-                     "features extra, not on by default, and `cargo test --workspace` skips "
-                     "it too; to run it, name it in rust.targets with features: [extra]"]
+    assert sorted(notes) == [
+        "rust.workspace: harness::manual_only (test) is not run: its manifest says test = "
+        "false, so `cargo test --workspace --tests` skips it too; name it in rust.targets to "
+        "run it",
+        "rust.workspace: harness::needs_extra (test) is not run: it requires features extra, "
+        "not on by default, and `cargo test --workspace` skips it too; to run it, name it in "
+        "rust.targets with features: [extra]"]
     grind(pytester, ws, "rust:\n  targets:\n"
                         "    - {crate: harness, test: needs_extra, features: [extra]}\n")
     assert outcomes(pytester.path / "ev")["rust::harness::needs_extra::extra_is_on"].outcome \

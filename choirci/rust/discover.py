@@ -87,6 +87,11 @@ def expand_workspace(rust: RustSettings, cargo: cargo_mod.Cargo) -> RustSettings
             for target in package.of_kind(kind):
                 if (name, kind, target) in taken or (name, None, target) in taken:
                     continue
+                if kind == "test" and target in package.not_tested:
+                    cargo.note(f"rust.workspace: {name}::{target} (test) is not run: its "
+                               "manifest says test = false, so `cargo test --workspace "
+                               "--tests` skips it too; name it in rust.targets to run it")
+                    continue
                 lacking = package.needs_features.get((kind, target))
                 if lacking:
                     cargo.note(

@@ -29,6 +29,9 @@ class Package:
     # Targets whose required-features the default features do not enable, with those
     # features: `cargo test --workspace` skips them without a word.
     needs_features: Mapping[Selector, tuple[str, ...]] = field(default_factory=dict)
+    # Integration tests with `test = false`: `cargo test --tests` (and plain `cargo test`)
+    # leave them out; only naming them (`--test NAME`) runs them.
+    not_tested: frozenset[str] = frozenset()
 
     def of_kind(self, kind: str) -> tuple[str, ...]:
         """The names of this package's targets of ``kind`` (lib/doc: ``lib``/``doc``)."""
@@ -72,6 +75,8 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
             example_targets=tuple(t["name"] for t in targets if "example" in t.get("kind", ())),
             bench_targets=tuple(t["name"] for t in targets if "bench" in t.get("kind", ())),
             needs_features=_needs_features(targets, package.get("features") or {}),
+            not_tested=frozenset(t["name"] for t in targets
+                                 if "test" in t.get("kind", ()) and t.get("test") is False),
         )
     return Workspace(
         root=Path(data["workspace_root"]),
