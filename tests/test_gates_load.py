@@ -103,6 +103,20 @@ def test_good_file_loads(tmp_path: Path) -> None:
     assert gate.items[0].require[0].match == (("closure", "sandbox"),)
 
 
+def test_an_edited_gate_file_is_read_again(tmp_path: Path) -> None:
+    """Parsed gates are kept per content (a run evaluates them at start and end): an edit
+    between two loads in one process is seen, and a broken edit still fails."""
+    directory = write(tmp_path, GOOD)
+    assert gates.load("phase-9", directory).items[0].require[0].match == (("closure", "sandbox"),)
+    write(tmp_path, GOOD.replace("closure: sandbox", "closure: hypervisor"))
+    again = gates.load("phase-9", directory)
+    assert again.items[0].require[0].match == (("closure", "hypervisor"),)
+    assert again.digest != gates.load("phase-9", write(tmp_path, GOOD)).digest
+    write(tmp_path, GOOD.replace("title: Phase 9", "title: ''"))
+    with pytest.raises(ConfigError, match="title: expected a non-empty string"):
+        gates.load("phase-9", directory)
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
