@@ -110,3 +110,25 @@ def test_a_nixos_system_is_a_toplevel_closure(repo: Path,
     out = capsys.readouterr().out
     assert 'system-choiros-b: ".#nixosConfigurations.choiros-b.config.system.build.toplevel"' \
         in out
+
+
+def test_init_lists_what_cargo_test_runs_with_the_features_it_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """fixtures/rust-harness: an integration test that needs a non-default feature is listed
+    with it (it would not compile without); one with `test = false` is not listed (cargo
+    test runs it only by name), and the config says so."""
+    cargo_env(monkeypatch, tmp_path / "target")
+    root = tmp_path / "harness"
+    shutil.copytree(FIXTURE.parent / "rust-harness", root, ignore=shutil.ignore_patterns("target"))
+    git(root, "init", "-q")
+    monkeypatch.chdir(root)
+    assert cli.main(["init"]) == 0
+    capsys.readouterr()
+    cfg = config.load(root / "choirci.yaml")
+    targets = {(t.kind, t.test): t.features for t in cfg.rust.targets}
+    assert targets[("test", "needs_extra")] == ("extra",)
+    assert targets[("test", "custom_main")] == ()
+    assert ("test", "manual_only") not in targets
+    assert "harness::manual_only has test = false (cargo test runs it only when named): not " \
+        "listed" in (root / "choirci.yaml").read_text()

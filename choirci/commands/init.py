@@ -38,6 +38,7 @@ import yaml
 from choirci import config as config_mod
 from choirci import proc
 from choirci.errors import ChoirciError, ToolMissing
+from choirci.rust.metadata import LIB, is_lib, needs_features
 
 HELP = "write a commented choirci.yaml for a repository (closures, Rust targets, loop steps)"
 DESCRIPTION = """\
@@ -200,6 +201,11 @@ def _rust(root: Path, found: Found) -> None:
         if package.get("id") in members:
             known.add(Path(package["manifest_path"]).resolve())
             found.rust += _targets(package, None)
+            found.rust_notes += [
+                f"{package['name']}::{t['name']} has test = false (cargo test runs it only when "
+                "named): not listed; add it if it should gate"
+                for t in package.get("targets", ())
+                if "test" in t.get("kind", ()) and t.get("test") is False]
     for manifest in sorted(root.glob("*/Cargo.toml")):
         if manifest.resolve() in known or "target" in manifest.parts:
             continue
@@ -216,14 +222,22 @@ def _targets(package: dict[str, Any], manifest: str | None) -> list[dict[str, An
     """The crate's unit tests (lib, each [[bin]]) and each integration test, with an explicit
     kind so that no name can mean two targets (tests/lib.rs is ``test: lib``, not ``--lib``)."""
     out: list[dict[str, Any]] = []
-    kinds = [(t["name"], set(t.get("kind", ()))) for t in package.get("targets", ())]
-    if any(kind & {"lib", "rlib", "proc-macro"} for _, kind in kinds):
+    targets = package.get("targets", ())
+    kinds = [(t["name"], set(t.get("kind", ()))) for t in targets]
+    if any(is_lib(tuple(kind)) for _, kind in kinds):
         out.append({"crate": package["name"], "kind": "lib"})
     out += [{"crate": package["name"], "kind": "bin", "test": name}
             for name, kind in kinds if "bin" in kind]
-    out += [{"crate": package["name"], "kind": "test", "test": name}
-            for name, kind in kinds if "test" in kind]
+    # `test = false`: cargo test runs it only when named; so does choirci (add it by hand).
+    out += [{"crate": package["name"], "kind": "test", "test": t["name"]}
+            for t in targets if "test" in t.get("kind", ()) and t.get("test") is not False]
+    lacking = needs_features(targets, package.get("features") or {})
     for entry in out:
+        # required-features the defaults leave off: cargo builds it only with them.
+        features = lacking.get((LIB, LIB) if entry["kind"] == "lib" else
+                               (entry["kind"], entry.get("test", "")))
+        if features:
+            entry["features"] = list(features)
         if manifest is not None:
             entry["manifest"] = manifest
     return out
@@ -320,6 +334,9 @@ def render(found: Found) -> str:
         lines.append(f"      kind: {target['kind']}")
         if "test" in target:
             lines.append(f"      test: {_q(target['test'])}")
+        if "features" in target:
+            shown = ", ".join(_q(f) for f in target["features"])
+            lines.append(f"      features: [{shown}]   # its required-features")
         if "manifest" in target:
             lines.append(f"      manifest: {_q(target['manifest'])}   # outside the workspace")
     lines += [f"  # {note}" for note in found.rust_notes]

@@ -74,7 +74,7 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
             bin_targets=tuple(t["name"] for t in targets if "bin" in t.get("kind", ())),
             example_targets=tuple(t["name"] for t in targets if "example" in t.get("kind", ())),
             bench_targets=tuple(t["name"] for t in targets if "bench" in t.get("kind", ())),
-            needs_features=_needs_features(targets, package.get("features") or {}),
+            needs_features=needs_features(targets, package.get("features") or {}),
             not_tested=frozenset(t["name"] for t in targets
                                  if "test" in t.get("kind", ()) and t.get("test") is False),
         )
@@ -85,8 +85,10 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
     )
 
 
-def _needs_features(targets: Sequence[Mapping[str, Any]], features: Mapping[str, Sequence[str]]
-                    ) -> dict[Selector, tuple[str, ...]]:
+def needs_features(targets: Sequence[Mapping[str, Any]], features: Mapping[str, Sequence[str]]
+                   ) -> dict[Selector, tuple[str, ...]]:
+    """Per target (of a package's ``cargo metadata`` targets): the required-features that
+    the package's default features do not turn on."""
     on, todo = set(), ["default"]  # what `default` turns on, transitively
     while todo:
         name = todo.pop()
