@@ -21,10 +21,11 @@ TARGETS = """rust:
     - {crate: harness, test: lib}
     - {crate: harness, test: custom_main}
     - {crate: harness, test: custom_fail}
+    - {crate: harness, test: custom_panic}
     - {crate: harness, kind: bench, test: speed}
 """
 PROGRAMS = {"rust::harness::custom_main": "custom_main", "rust::harness::custom_fail": "custom_fail",
-            "rust::harness::bench:speed": "speed"}
+            "rust::harness::custom_panic": "custom_panic", "rust::harness::bench:speed": "speed"}
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,14 @@ def test_each_program_is_one_item_with_cargo_tests_verdict(
     text = got["rust::harness::custom_fail"].text
     assert "harness = false" in text and "exit status 3" in text
     assert "custom_fail: 1 of 3 checks failed" in text  # its own words, from stderr
+    panic = got["rust::harness::custom_panic"].text
+    assert "exit status 101; panicked at tests/custom_panic.rs:4:5: assertion `left == right` " \
+        "failed: double(2) is not five" in panic
     assert got["rust::harness::lib::tests::doubles"].outcome == "passed"  # libtest as before
     # The program saw cargo's environment (its asserts on CARGO_PKG_NAME held) and no args.
     assert got["rust::harness::custom_main"].properties["rust.env"] == "cargo"
     assert "custom_main args: []" in result.stdout.str()
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=3, failed=2)
 
 
 def test_collection_never_runs_a_program_and_a_run_runs_each_once(
@@ -115,7 +119,7 @@ def test_workspace_skips_what_cargo_test_workspace_skips_and_says_so(
     result = grind(pytester, ws, "rust:\n  workspace:\n    kinds: [lib, test]\n")
     got = outcomes(pytester.path / "ev")
     assert sorted(got) == ["rust::harness::custom_fail", "rust::harness::custom_main",
-                           "rust::harness::lib::tests::doubles"]
+                           "rust::harness::custom_panic", "rust::harness::lib::tests::doubles"]
     raw = subprocess.run(["cargo", "test", "--offline", "--workspace", "--lib", "--tests",
                           "--no-fail-fast"], cwd=ws, capture_output=True, text=True, check=False)
     assert "custom_main" in raw.stderr  # cargo skips both too:

@@ -129,6 +129,8 @@ def run_program(plan: BinaryPlan, timeout: float, ignored: str = "skip") -> Bina
         verdict = Verdict(PASSED, output=output)
     else:
         died = _how_it_died(result, timeout) or f"it exited with {result.describe_exit()}"
+        why = libtest.panic_message(result.stderr)  # a failed assert! in its main
+        died += f"; {libtest.one_line(why)}" if why else ""
         verdict = Verdict(FAILED, message=f"{plan.target} (harness = false, run as one "
                                           f"program, as cargo test runs it): {died}",
                           details=_process_output(result), output=output)
