@@ -149,3 +149,16 @@ def test_workspace_selection_parses_and_names_bad_kinds(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"choirci.yaml:3: rust.workspace.kinds\[1\]: expected "
                                           r"one of lib, bin, test, doc, got 'exe'$"):
         config.load(path)
+
+
+def test_exclusive_is_a_boolean_and_follows_the_target_to_the_command_line(
+        tmp_path: Path) -> None:
+    from choirci.rust.plan import wanted_targets
+
+    rust = load(tmp_path, "rust:\n  targets:\n    - {crate: a, test: t, exclusive: true}\n"
+                          "    - {crate: a, test: u}\n")
+    assert [t.exclusive for t in rust.targets] == [True, False]
+    assert [w.exclusive for w in wanted_targets(rust, ["a::t::x", "a::u"], "c")] == [True, False]
+    with pytest.raises(ConfigError, match=r"rust.targets\[0\].exclusive: expected true or "
+                                          r"false, got 'yes'$"):
+        load(tmp_path, "rust:\n  targets:\n    - {crate: a, test: t, exclusive: 'yes'}\n")

@@ -14,6 +14,8 @@ from conftest import FIXTURES
 from rust_support import cargo_env, copy_workspace
 
 pytestmark = pytest.mark.slow
+DEFAULT_TARGETS = ("    - {crate: kinds, test: counted}\n"
+                   "    - {crate: kinds, kind: doc}\n")
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +39,11 @@ def run(pytester: pytest.Pytester, ws: Path, tmp_path_factory: pytest.TempPathFa
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
 
-    def go(mode: str, *args: str, extra: str = "") -> tuple[pytest.RunResult, dict[str, int], list[str]]:
+    def go(mode: str, *args: str, extra: str = "", targets: str = DEFAULT_TARGETS
+           ) -> tuple[pytest.RunResult, dict[str, int], list[str]]:
         config = ws / f"x-{os.getpid()}-{time.monotonic_ns()}.yaml"
         config.write_text(f"rust:\n  cargo: {shim}\n  run: {mode}\n{extra}  targets:\n"
-                          "    - {crate: kinds, test: counted}\n"
-                          "    - {crate: kinds, kind: doc}\n")
+                          + targets)
         for old in counts.iterdir():
             old.unlink()
         calls.write_text("")
@@ -101,3 +103,32 @@ def test_cargo_progress_reaches_the_terminal(run, dist: list[str]) -> None:  # t
     result, _, _ = run("per-binary", *dist)
     result.stdout.fnmatch_lines(["cargo (kinds*): Finished `test` profile*"])
     assert "[gw" not in "".join(line for line in result.stdout.lines if "cargo (" in line)
+
+
+@pytest.mark.parametrize("mode", ["per-binary", "per-test"])
+def test_an_exclusive_binary_never_runs_in_two_processes_at_once(
+        run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """`exclusive: true` (tests that exclude each other through in-process state, as cargo
+    runs them in one process): per-binary, one process for the whole binary under -n 2;
+    per-test, one test process at a time across the workers (each test notes when another
+    was running at once). Without it, per-test -n 2 does overlap: the check can fail."""
+    busy = pytester.path / "busy"
+    busy.mkdir()
+    monkeypatch.setenv("CHOIRCI_BUSY_DIR", str(busy))
+    monkeypatch.setenv("CHOIRCI_SLEEP_MS", "5")
+    exclusive = "    - {crate: kinds, test: counted, exclusive: true}\n"
+    result, counted, _ = run(mode, "-n", "2", "-k", "counted", extra="",
+                             targets=exclusive)
+    result.assert_outcomes(passed=200)
+    assert set(counted.values()) == {1}
+    record = json.loads((pytester.path / "ev" / "choirci.json").read_text())
+    commands = {dict(map(tuple, item["properties"]))["rust.command"]  # type: ignore[arg-type]
+                for run in record["runs"] for item in run["items"]}
+    if mode == "per-binary":
+        assert len(commands) == 1
+    else:
+        assert not (busy / "overlap").exists(), (busy / "overlap").read_text()
+        (busy / "busy").unlink(missing_ok=True)
+        run(mode, "-n", "2", "-k", "counted", extra="",
+            targets="    - {crate: kinds, test: counted}\n")
+        assert (busy / "overlap").exists()  # the same run without exclusive: overlaps seen

@@ -61,6 +61,9 @@ class RustTarget:
     manifest: Path | None = None
     kind: str | None = None  # None: resolved from the name (an ambiguous name is an error)
     origin: str = ""  # set on targets expanded from rust.workspace: where they came from
+    # Its tests exclude each other through in-process state (serial_test's #[serial], a
+    # static Mutex): never two processes of this binary at once (cargo runs it as one).
+    exclusive: bool = False
 
     @property
     def id(self) -> str:
@@ -134,7 +137,11 @@ def _choice(r: _Reader, value: Any, path: str, choices: tuple[str, ...]) -> str:
 
 
 def _rust_target(r: _Reader, spec: Any, path: str, root: Path) -> RustTarget:
-    spec = r.mapping(spec, path, ("crate", "test", "kind", "tests", "features", "manifest"))
+    spec = r.mapping(spec, path, ("crate", "test", "kind", "tests", "features", "manifest",
+                                  "exclusive"))
+    exclusive = spec.get("exclusive", False)
+    if not isinstance(exclusive, bool):
+        raise r.fail(f"{path}.exclusive", f"expected true or false, got {exclusive!r}")
     kind = None
     if spec.get("kind") is not None:
         kind = _choice(r, spec["kind"], f"{path}.kind", KINDS)
@@ -156,6 +163,7 @@ def _rust_target(r: _Reader, spec: Any, path: str, root: Path) -> RustTarget:
         tests=r.strings(spec.get("tests"), f"{path}.tests"),
         features=r.strings(spec.get("features"), f"{path}.features"),
         manifest=_manifest(r, spec.get("manifest"), f"{path}.manifest", root),
+        exclusive=exclusive,
     )
 
 

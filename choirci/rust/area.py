@@ -34,7 +34,7 @@ from choirci.errors import ChoirciError
 from choirci.items import AreaCollector, ChoirciItem, ItemFailed
 from choirci.rust import cargo as cargo_mod
 from choirci.rust.cargo import Cargo
-from choirci.rust.claims import run_claimed
+from choirci.rust.claims import exclusively, run_claimed
 from choirci.rust.plan import BinaryPlan, Problem, cache_key, nearest
 from choirci.rust.run import (
     FAILED,
@@ -167,20 +167,26 @@ class RustBinary(pytest.Collector):
             return run_binary(self.plan, names, r.timeout, r.threads, r.ignored, r.cargo)
 
         directory = rendezvous(self.config)
+        key = cache_key(self.plan.target)
         alone = r.mode == "per-test" and self.plan.kind != cargo_mod.DOC  # no worker batches
         if directory is None or alone:
-            run = compute(batch)
+            if directory is not None and self.plan.exclusive:
+                # per-test, exclusive: one test process of the binary at a time, across workers.
+                with exclusively(directory / f"{key}.exclusive"):
+                    run = compute(batch)
+            else:
+                run = compute(batch)
             self._runs.update(dict.fromkeys(batch, run))
             return
         # xdist: tests another worker already ran (a doc test batch, a stolen item) are
         # read from its run, never run twice.
-        key = cache_key(self.plan.target)
         workerinput = getattr(self.config, "workerinput", {})
-        # per-binary: each worker runs its share of the binary at once (see run_claimed);
-        # doc tests: the whole crate, once.
+        # per-binary: each worker runs its share of the binary at once (see run_claimed), or,
+        # exclusive, the first one all of it; doc tests: the whole crate, once.
         pool = [] if self.plan.kind == cargo_mod.DOC else [i.name for i in self._mine()]
+        workers = 1 if self.plan.exclusive else int(workerinput.get("workercount", 1))
         own, others = run_claimed(directory, key, batch, compute, run_to_json, run_from_json,
-                                  pool=pool, workers=int(workerinput.get("workercount", 1)),
+                                  pool=pool, workers=workers,
                                   worker=str(workerinput.get("workerid", "")))
         if own is not None:
             self._runs.update(dict.fromkeys(own.verdicts, own))

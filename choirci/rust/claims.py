@@ -74,6 +74,14 @@ def run_claimed(directory: Path, key: str, names: Sequence[str],
     return own, found
 
 
+@contextmanager
+def exclusively(path: Path) -> Iterator[None]:
+    """Held by one process at a time (an exclusive lock on ``path``), across workers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path, fcntl.LOCK_EX):
+        yield
+
+
 def _top_up(pool: Sequence[str], claims: dict[str, str], mine: list[str], workers: int,
             worker: str) -> list[str]:
     """The unclaimed names (from the end of ``pool``) that make ``mine`` this worker's share."""

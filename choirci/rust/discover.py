@@ -33,7 +33,8 @@ def discover(wanted: Sequence[Wanted], cargo: cargo_mod.Cargo, ignored: str = "s
     """Compile and list every wanted binary once; problems become part of the plans."""
     plans = [
         BinaryPlan(w.crate, w.binary, w.features, w.origin, segment(w, wanted), w.tests,
-                   manifest=w.manifest, named=w.named, asked_kind=w.kind)
+                   manifest=w.manifest, named=w.named, asked_kind=w.kind,
+                   exclusive=w.exclusive)
         for w in wanted
     ]
     for manifest in dict.fromkeys(plan.manifest for plan in plans):

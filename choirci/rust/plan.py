@@ -42,6 +42,7 @@ class Wanted:
     manifest: str = ""  # a Cargo.toml outside the root workspace; "": the root workspace
     kind: str | None = None  # lib/bin/test/doc/example/bench; None: from the name
     named: tuple[str, ...] = ()  # every exact name asked for (each must exist)
+    exclusive: bool = False  # never two processes of the binary at once (RustTarget)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class BinaryPlan:
     cwd: str = ""  # where cargo runs the binary (the package root)
     env_source: str = ""  # "cargo" (asked from cargo) or why not
     libtest: bool = True  # False: `harness = false`, one program with no test names
+    exclusive: bool = False  # as in Wanted
 
     @property
     def target(self) -> str:
@@ -137,15 +139,16 @@ def wanted_targets(rust: RustSettings, selection: Sequence[str], source: str) ->
                       else f"{source}: rust.targets[{index}] ({target.id})")
             wanted.append(Wanted(target.crate, target.test, target.features,
                                  target.tests or None, origin, _manifest(rust, target.crate),
-                                 target.kind, target.tests))
+                                 target.kind, target.tests, target.exclusive))
     for value in selection:
         crate, segment, test = parse_selection(value)
         kind, binary = split_segment(segment)
         configured = [t for t in rust.targets if t.crate == crate and picks_target(segment, t)]
         for features in dict.fromkeys(t.features for t in configured) or [()]:
             tests = None if test is None else (test,)
+            exclusive = any(t.exclusive for t in configured if t.features == features)
             wanted.append(Wanted(crate, binary, features, tests, f"--rust-test {value}",
-                                 _manifest(rust, crate), kind, tests or ()))
+                                 _manifest(rust, crate), kind, tests or (), exclusive))
     return _merge(wanted)
 
 
@@ -172,6 +175,7 @@ def _merge(wanted: list[Wanted]) -> list[Wanted]:
         merged[key] = dataclasses.replace(
             old, tests=None if tests is None else tuple(dict.fromkeys(tests)),
             named=tuple(dict.fromkeys(old.named + item.named)),
+            exclusive=old.exclusive or item.exclusive,
         )
     return list(merged.values())
 
