@@ -1,0 +1,162 @@
+"""Benchmark: a real crate's full suite, choirci vs raw ``cargo test``, in one run.
+
+Debian's packaged regex 1.7.1 (``librust-regex-dev``, with its dev-dependencies from
+``/usr/share/cargo/registry``; ``--tiny``: aho-corasick 0.7) is copied to a temporary
+directory and built offline through a source replacement in the copy's own
+``.cargo/config.toml`` (never the user's). Timed, each best of ``--repeat``, on the built tree:
+
+* raw: ``cargo test --lib --tests`` (what ``rust.workspace: {kinds: [lib, test]}`` runs; doc
+  tests are left out on both sides: rustdoc compiles each example, minutes for regex);
+* choirci: ``pytest --grind`` with that config, serial and ``-n 2`` (``rust.run: per-binary``).
+
+The bench fails unless choirci's outcomes equal raw ``cargo test``'s, name for name.
+
+    .venv/bin/python bench/bench_real.py [--repeat 2] [--tiny] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+from common import Row, checked, fail
+
+REGISTRY = Path("/usr/share/cargo/registry")
+CONFIG = """[source.crates-io]
+replace-with = "debian"
+
+[source.debian]
+directory = "/usr/share/cargo/registry"
+
+[net]
+offline = true
+"""
+RESULT = re.compile(r"^test (?P<name>.+?)(?: - should panic)? \.\.\. (?P<status>ok|FAILED|ignored)")
+STATUS = {"ok": "passed", "FAILED": "failed", "ignored": "skipped"}
+RUNNING = re.compile(r"^\s*Running (?:unittests )?(?P<src>\S+) \(")
+
+
+def crate_copy(pattern: str, dest: Path) -> tuple[Path, str]:
+    sources = sorted(REGISTRY.glob(pattern))
+    if not sources:
+        fail(f"no {pattern} in {REGISTRY} (scripts/setup.sh installs Debian's librust-*-dev)")
+    shutil.copytree(sources[-1], dest)
+    (dest / ".cargo-checksum.json").unlink(missing_ok=True)
+    (dest / ".cargo").mkdir(exist_ok=True)
+    (dest / ".cargo" / "config.toml").write_text(CONFIG)
+    (dest / "choirci.yaml").write_text("rust:\n  workspace:\n    kinds: [lib, test]\n")
+    return dest, sources[-1].name
+
+
+def target_names(root: Path, env: dict[str, str]) -> dict[str, str]:
+    """Source path (as cargo's "Running" line shows it) -> choirci's node-id segment: ``lib``
+    for the library, else the target's name (regex's tests/test_default.rs is ``default``)."""
+    done = checked(["cargo", "metadata", "--no-deps", "--format-version", "1"],
+                   "cargo metadata", cwd=root, env=env)
+    names = {}
+    for target in json.loads(done.stdout)["packages"][0]["targets"]:
+        source = Path(target["src_path"]).relative_to(root).as_posix()
+        names[source] = "lib" if "lib" in target["kind"] else target["name"]
+    return names
+
+
+def raw_outcomes(stdout: str, names: dict[str, str]) -> dict[str, str]:
+    """binary::test -> outcome, from raw ``cargo test`` output."""
+    found: dict[str, str] = {}
+    binary = ""
+    for line in stdout.splitlines():
+        running = RUNNING.match(line)
+        if running:
+            binary = names.get(running["src"], running["src"])
+        match = RESULT.match(line)
+        if match:
+            found[f"{binary}::{match['name']}"] = STATUS[match["status"]]
+    return found
+
+
+def choirci_outcomes(evidence: Path, crate: str) -> dict[str, str]:
+    record = json.loads((evidence / "choirci.json").read_text())
+    prefix = f"rust::{crate}::"
+    return {item["nodeid"].removeprefix(prefix): item["outcome"]
+            for run in record["runs"] for item in run["items"]}
+
+
+def best(repeat: int, action: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    pattern, crate = ("aho-corasick-0.7.*", "aho-corasick") if args.tiny else \
+        ("regex-1.7.1", "regex")
+    env = dict(os.environ, CARGO_NET_OFFLINE="true")
+    cargo_bin = Path.home() / ".cargo" / "bin"
+    env["PATH"] = f"{cargo_bin}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("CARGO_TARGET_DIR", None)  # the copy's own target/
+    with tempfile.TemporaryDirectory(prefix="choirci-bench-real-") as tmp:
+        root, name = crate_copy(pattern, Path(tmp) / crate)
+        started = time.perf_counter()
+        checked(["cargo", "test", "--lib", "--tests", "--no-run"], f"building {name}",
+                cwd=root, env=env)
+        print(f"{name}: built lib and tests in {time.perf_counter() - started:.0f}s")
+        raw_out: list[str] = []
+
+        def raw() -> None:
+            # One stream: cargo's "Running <binary>" lines (stderr) in order with the results.
+            done = subprocess.run(["cargo", "test", "--lib", "--tests", "--", "--color", "never"],
+                                  cwd=root, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, check=False)
+            if done.returncode != 0:
+                fail(f"raw cargo test of {name} failed ({done.returncode}): {done.stdout[-1500:]}")
+            raw_out[:] = [done.stdout]
+
+        evidence = Path(tmp) / "evidence"
+        grind = [sys.executable, "-m", "pytest", "--grind", "-q", "-p", "no:cacheprovider",
+                 "-p", "no:hypothesispytest", f"--evidence-dir={evidence}"]
+        timed = {"raw": best(args.repeat, raw)}
+        expected = raw_outcomes(raw_out[0], target_names(root, env))
+        if not expected:
+            fail(f"raw cargo test of {name} reported no tests")
+        for label, extra in (("serial", []), ("-n 2", ["-n", "2"])):
+            timed[label] = best(args.repeat, lambda extra=extra: checked(
+                [*grind, *extra], f"pytest --grind {' '.join(extra)} on {name}", cwd=root,
+                env=env))
+            got = choirci_outcomes(evidence, crate)
+            if got != expected:
+                differ = sorted(set(got.items()) ^ set(expected.items()))[:5]
+                fail(f"choirci {label} and raw cargo test differ on {name}: {differ}")
+    binaries = len({key.split("::", 1)[0] for key in expected})
+    what = (f"{name}, {len(expected)} tests in {binaries} "
+            f"{'binary' if binaries == 1 else 'binaries'} (lib + tests)")
+    for label, seconds in timed.items():
+        print(f"  {label:<7} {seconds:7.2f}s")
+    return [Row("real", f"{what}, rust.run: per-binary", timed["serial"], timed["raw"],
+                "raw cargo test --lib --tests, built", note="outcomes equal name for name"),
+            Row("real", f"{what}, -n 2", timed["-n 2"], timed["raw"],
+                "raw cargo test --lib --tests, built",
+                note=f"speed-up over serial {timed['serial'] / timed['-n 2']:.2f}x")]
+
+
+if __name__ == "__main__":
+    parser = common.parser(__doc__)
+    parser.add_argument("--repeat", type=int, default=2)
+    arguments = parser.parse_args()
+    if arguments.tiny:
+        arguments.repeat = 1
+    raise SystemExit(common.main(run, arguments))
