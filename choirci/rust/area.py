@@ -1,19 +1,22 @@
 """The ``rust`` area: one pytest item per libtest test, ``rust::<crate>::<binary>::<test>``.
 
 Collection compiles and lists every wanted binary once (:mod:`choirci.rust.discover`);
-under pytest-xdist the first worker does it and the others read the same plans from a file
-keyed by the run's ``testrunuid``, so every worker collects the identical items.
+under pytest-xdist the controller does it while the workers start, and every worker reads
+the same plans (:mod:`choirci.rust.sharing`), so all collect the identical items.
 
 Every test executes exactly once per session (:mod:`choirci.rust.run`):
 
 * ``rust.run: per-binary`` (default): the first item of a binary to run starts the binary
   once with the tests of that binary this process still has to run: all the remaining ones
-  of the session, or, on an xdist worker, those in the worker's own queue (xdist gives
-  each item to one worker). Workers claim what they run (:mod:`choirci.rust.claims`), so
-  an item ``--dist worksteal`` moves after its batch ran is read, not run again.
-* ``rust.run: per-test``: one process per test (exact time; a crash or hang is the test's).
+  of the session, or, on an xdist worker, its own queue plus its fair share of the tests no
+  worker claimed yet (all of them for an ``exclusive`` target). Workers claim what they run
+  (:mod:`choirci.rust.claims`), so an item another worker claimed, or that ``--dist
+  worksteal`` moves after its batch ran, is read, not run again.
+* ``rust.run: per-test``: one process per test (exact time; a crash or hang is the test's);
+  an ``exclusive`` target's test processes run one at a time across workers.
 * doc tests: one ``cargo test --doc`` per crate (rustdoc cannot be given a doc test's
   name exactly); under xdist the first worker runs it and the others read its result.
+* ``harness = false`` targets: one item each, the program run as ``cargo test`` runs it.
 
 Each item's duration is its own test's (a hookwrapper replaces the call duration).
 
