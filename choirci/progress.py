@@ -81,13 +81,16 @@ class Relay:
             self.say(line)
 
 
-def announcer(config: pytest.Config) -> Callable[[str], None]:
+def announcer(config: pytest.Config, redact_also: tuple[str, ...] | None = None
+              ) -> Callable[[str], None]:
     """Print a line to the terminal; on an xdist worker (which has none), hand it to the
-    controller, which prints it (see :class:`Relay`)."""
+    controller, which prints it (see :class:`Relay`). ``redact_also``: the config's
+    ``redact:`` patterns, for an announcer made before the run's settings are stored."""
     guard = threading.Lock()  # nix output arrives on reader threads
 
     settings = settings_mod.get(config)
-    extra = settings.config.redact if settings else ()
+    extra = redact_also if redact_also is not None else (
+        settings.config.redact if settings else ())
     workerinput = getattr(config, "workerinput", {})
     relay_path = workerinput.get(WORKERINPUT_KEY)
     to_controller = (worker_writer(relay_path, workerinput.get("workerid", "gw?"))

@@ -105,6 +105,17 @@ def test_cargo_progress_reaches_the_terminal(run, dist: list[str]) -> None:  # t
     assert "[gw" not in "".join(line for line in result.stdout.lines if "cargo (" in line)
 
 
+def test_cargo_progress_is_redacted_with_the_configs_names_too(
+        run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The terminal is the CI log: the config's `redact:` names apply to progress lines
+    from the session's Cargo, although it is made before the run's settings are stored."""
+    monkeypatch.setenv("MY_EXTRA", "unoptimized")  # a word of cargo's Finished line
+    result, _, _ = run("per-binary", targets=DEFAULT_TARGETS + "redact: [MY_EXTRA]\n")
+    result.stdout.fnmatch_lines(["cargo (kinds*): Finished `test` profile "
+                                 "[[][[]REDACTED:MY_EXTRA[]]*"])
+    assert not [line for line in result.stdout.lines if "unoptimized" in line]
+
+
 @pytest.mark.parametrize("mode", ["per-binary", "per-test"])
 def test_an_exclusive_binary_never_runs_in_two_processes_at_once(
         run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:  # type: ignore[no-untyped-def]

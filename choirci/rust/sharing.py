@@ -67,7 +67,8 @@ def session_cargo(settings: Settings, config: pytest.Config) -> Cargo:
         rust, cfg = settings.config.rust, settings.config
         config.stash[CARGO] = Cargo(cargo=rust.cargo, develop=rust.develop,
                                     nix=Nix.from_settings(cfg.nix, cfg.root), cwd=cfg.root,
-                                    timeout=rust.build_timeout, progress=announcer(config))
+                                    timeout=rust.build_timeout,
+                                    progress=announcer(config, cfg.redact))
     return config.stash[CARGO]
 
 
