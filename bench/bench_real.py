@@ -20,44 +20,30 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import common
-from common import Row, checked, fail
+from common import Row, best, checked, fail
+from rust_support import REGISTRY, debian_crate
 
-REGISTRY = Path("/usr/share/cargo/registry")
-CONFIG = """[source.crates-io]
-replace-with = "debian"
-
-[source.debian]
-directory = "/usr/share/cargo/registry"
-
-[net]
-offline = true
-"""
 RESULT = re.compile(r"^test (?P<name>.+?)(?: - should panic)? \.\.\. (?P<status>ok|FAILED|ignored)")
 STATUS = {"ok": "passed", "FAILED": "failed", "ignored": "skipped"}
 RUNNING = re.compile(r"^\s*Running (?:unittests )?(?P<src>\S+) \(")
 
 
 def crate_copy(pattern: str, dest: Path) -> tuple[Path, str]:
-    sources = sorted(REGISTRY.glob(pattern))
-    if not sources:
+    root = debian_crate(pattern, dest)
+    if root is None:
         fail(f"no {pattern} in {REGISTRY} (scripts/setup.sh installs Debian's librust-*-dev)")
-    shutil.copytree(sources[-1], dest)
-    (dest / ".cargo-checksum.json").unlink(missing_ok=True)
-    (dest / ".cargo").mkdir(exist_ok=True)
-    (dest / ".cargo" / "config.toml").write_text(CONFIG)
-    (dest / "choirci.yaml").write_text("rust:\n  workspace:\n    kinds: [lib, test]\n")
-    return dest, sources[-1].name
+    (root / "choirci.yaml").write_text("rust:\n  workspace:\n    kinds: [lib, test]\n")
+    return root, max(REGISTRY.glob(pattern)).name
 
 
 def target_names(root: Path, env: dict[str, str]) -> dict[str, str]:
@@ -91,15 +77,6 @@ def choirci_outcomes(evidence: Path, crate: str) -> dict[str, str]:
     prefix = f"rust::{crate}::"
     return {item["nodeid"].removeprefix(prefix): item["outcome"]
             for run in record["runs"] for item in run["items"]}
-
-
-def best(repeat: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def run(args: argparse.Namespace) -> list[Row]:

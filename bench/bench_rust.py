@@ -30,8 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import best
 
 PYTEST = [sys.executable, "-m", "pytest"]
 
@@ -101,15 +104,6 @@ def executables(root: Path, env: dict[str, str]) -> list[str]:
         if message.get("executable") and "test" in message["target"]["kind"]:
             found.append(message["executable"])
     return sorted(found)
-
-
-def best(repeat: int, action: Callable[[], None]) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def quiet(argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> None:

@@ -20,6 +20,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -59,6 +61,16 @@ def checked(argv: list[str], what: str, **kwargs: Any) -> subprocess.CompletedPr
         tail = (result.stdout + result.stderr).strip()[-1500:]
         fail(f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n{tail}")
     return result
+
+
+def best(repeat: int, action: Callable[[], object]) -> float:
+    """The shortest of ``repeat`` timed calls of ``action``, in seconds."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -64,3 +64,29 @@ def outcomes(reprec: pytest.HookRecorder) -> dict[str, Outcome]:
         elif report.failed and entry.outcome != "error":
             entry.outcome, entry.text = "failed", report.longreprtext
     return found
+
+
+REGISTRY = Path("/usr/share/cargo/registry")  # Debian's librust-*-dev crate sources
+OFFLINE_CONFIG = """[source.crates-io]
+replace-with = "debian"
+
+[source.debian]
+directory = "/usr/share/cargo/registry"
+
+[net]
+offline = true
+"""
+
+
+def debian_crate(pattern: str, dest: Path) -> Path | None:
+    """A scratch copy of the newest Debian-packaged crate matching ``pattern`` (e.g.
+    ``regex-1.7.1``), built offline from the registry through a source replacement in the
+    copy's own .cargo/config.toml (never the user's global config); None: not installed."""
+    sources = sorted(REGISTRY.glob(pattern))
+    if not sources:
+        return None
+    shutil.copytree(sources[-1], dest)
+    (dest / ".cargo-checksum.json").unlink(missing_ok=True)
+    (dest / ".cargo").mkdir(exist_ok=True)
+    (dest / ".cargo" / "config.toml").write_text(OFFLINE_CONFIG)
+    return dest

@@ -7,25 +7,14 @@ and ignored doc tests, with ignored tests skipped and with them included."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from rust_support import cargo_env, outcomes
+from rust_support import cargo_env, debian_crate, outcomes
 
 pytestmark = pytest.mark.slow
 
-REGISTRY = Path("/usr/share/cargo/registry")
-CONFIG = """[source.crates-io]
-replace-with = "debian"
-
-[source.debian]
-directory = "/usr/share/cargo/registry"
-
-[net]
-offline = true
-"""
 RESULT = re.compile(r"^test (?P<name>.+?)(?P<sp> - should panic)? \.\.\. "
                     r"(?P<status>ok|FAILED|ignored)(?:, .*)?$")
 STATUS = {"ok": "passed", "FAILED": "failed", "ignored": "skipped"}
@@ -33,14 +22,9 @@ STATUS = {"ok": "passed", "FAILED": "failed", "ignored": "skipped"}
 
 @pytest.fixture(scope="module")
 def crate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sources = sorted(REGISTRY.glob("aho-corasick-0.7.*"))
-    if not sources:
+    dest = debian_crate("aho-corasick-0.7.*", tmp_path_factory.mktemp("real") / "aho-corasick")
+    if dest is None:
         pytest.skip("librust-aho-corasick-dev is not installed (scripts/setup.sh installs it)")
-    dest = tmp_path_factory.mktemp("real") / "aho-corasick"
-    shutil.copytree(sources[-1], dest)
-    (dest / ".cargo-checksum.json").unlink(missing_ok=True)
-    (dest / ".cargo").mkdir(exist_ok=True)
-    (dest / ".cargo" / "config.toml").write_text(CONFIG)  # never the user's global config
     (dest / "choirci.yaml").write_text(
         "rust:\n  targets:\n    - {crate: aho-corasick, kind: lib}\n"
         "    - {crate: aho-corasick, kind: doc}\n")

@@ -245,6 +245,8 @@ def _queued(session: pytest.Session) -> list[pytest.Item] | None | bool:
 
 
 class _RustItem(ChoirciItem):
+    measured: float | None = None  # this item's own duration (see _Durations)
+
     def __init__(self, *, plan: BinaryPlan, test: str | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.plan = plan
@@ -259,6 +261,20 @@ class _RustItem(ChoirciItem):
         # Not the bare node id: where the node id ends with the domain, pytest's verbose
         # lines turn the domain's dots into `::` (`src/lib::rs - add (line 5)`).
         return self.config.rootpath, None, f"{self.nodeid} "
+
+    def _judged(self, run: BinaryRun, verdict: Verdict, duration: float) -> None:
+        """Record the run that judged this item, then pass, skip or fail as it says."""
+        self.measured = duration
+        self._provenance()
+        self.record("rust.command", run.command)
+        self.record("rust.exit", run.exit)
+        self.record("rust.env", self.plan.env_source)
+        if verdict.output:
+            self.add_report_section("call", "rust test output", verdict.output)
+        if verdict.status == SKIPPED:
+            pytest.skip(verdict.message)
+        if verdict.status == FAILED:
+            raise ItemFailed(verdict.message, verdict.details)
 
     def _provenance(self) -> None:
         # Which configured line asked for it: `rust.workspace (lib, bin)` for expanded ones.
@@ -283,30 +299,16 @@ class _RustItem(ChoirciItem):
 
 
 class RustTest(_RustItem):
-    measured: float | None = None  # this test's own duration (see _Durations)
-
     def runtest(self) -> None:
         assert isinstance(self.parent, RustBinary)
         run = self.parent.outcome(self)
         verdict = run.verdicts.get(self.name) or Verdict(FAILED, f"{self.name}: not run")
-        self.measured = run.durations.get(self.name, 0.0)
-        self._provenance()
-        self.record("rust.command", run.command)
-        self.record("rust.exit", run.exit)
-        self.record("rust.env", self.plan.env_source)
-        if verdict.output:
-            self.add_report_section("call", "rust test output", verdict.output)
-        if verdict.status == SKIPPED:
-            pytest.skip(verdict.message)
-        if verdict.status == FAILED:
-            raise ItemFailed(verdict.message, verdict.details)
+        self._judged(run, verdict, run.durations.get(self.name, 0.0))
 
 
 class RustProgram(_RustItem):
     """A ``harness = false`` target (a criterion bench, a custom main): one item, judged by
     its exit status as ``cargo test`` judges it; never listed (that would run it)."""
-
-    measured: float | None = None
 
     def __init__(self, *, runner: _Runner, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -314,16 +316,7 @@ class RustProgram(_RustItem):
 
     def runtest(self) -> None:
         run = run_program(self.plan, self.runner.timeout, self.runner.ignored)
-        verdict = run.verdicts[self.plan.target]
-        self.measured = run.duration
-        self._provenance()
-        self.record("rust.command", run.command)
-        self.record("rust.exit", run.exit)
-        self.record("rust.env", self.plan.env_source)
-        if verdict.output:
-            self.add_report_section("call", "rust test output", verdict.output)
-        if verdict.status == FAILED:
-            raise ItemFailed(verdict.message, verdict.details)
+        self._judged(run, run.verdicts[self.plan.target], run.duration)
 
 
 class RustProblem(_RustItem):
