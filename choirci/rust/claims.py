@@ -1,12 +1,12 @@
 """Exactly once across xdist workers: a worker claims the tests of a binary it is about to
-run; a test another worker already claimed is not run again but read from that worker's
-result. xdist gives each item to one worker, but ``--dist worksteal`` can move an item
-that a worker already ran as part of a batch (it was still in the worker's queue), and
-doc tests run as one batch per crate; claims cover both.
+run (its queue, topped up to its share of the binary); a test another worker already
+claimed is not run again but read from that worker's result. This covers the tests a
+worker claimed for another's queue, an item ``--dist worksteal`` moves after its batch
+ran, and doc tests, which run as one batch per crate.
 
-Files in one directory per run (the pytest cache, keyed by xdist's ``testrunuid``):
-``<key>.lock`` guards ``<key>.claims.json`` (test -> claim id); the claimer holds an
-exclusive lock on ``<claim>.running`` until ``<claim>.json`` (its run) is written, so a
+Files in the run's directory (the controller's, see :mod:`choirci.rust.sharing`):
+``<key>.lock`` guards ``<key>.claims.json`` (test -> ``worker:claim``); the claimer holds
+an exclusive lock on ``<claim>.running`` until ``<claim>.json`` (its run) is written, so a
 waiter blocks on that lock, and finds no result only when the claimer died. Never imports
 pytest.
 """
