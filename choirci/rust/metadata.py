@@ -57,7 +57,6 @@ class Workspace:
     packages: Mapping[str, Package]
 
 
-
 def parse_metadata(data: Mapping[str, Any]) -> Workspace:
     members = set(data.get("workspace_members") or ())
     packages = {}
