@@ -105,11 +105,9 @@ BASE = good_json()
 PATHS = _paths(BASE)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(PATHS), JSON), min_size=1, max_size=4))
-def test_a_forged_record_loads_or_is_one_line_never_a_traceback(
-    edits: list[tuple[tuple[Any, ...], Any]]
-) -> None:
+def forged(edits: list[tuple[tuple[Any, ...], Any]]) -> dict[str, Any]:
+    """BASE with each edit applied (value at path); an edit whose parent an earlier edit
+    replaced is skipped."""
     data = copy.deepcopy(BASE)
     for path, value in edits:
         target: Any = data
@@ -118,7 +116,16 @@ def test_a_forged_record_loads_or_is_one_line_never_a_traceback(
                 target = target[key]
             target[path[-1]] = value
         except (KeyError, IndexError, TypeError):
-            continue  # an earlier edit replaced a parent
+            continue
+    return data
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), JSON), min_size=1, max_size=4))
+def test_a_forged_record_loads_or_is_one_line_never_a_traceback(
+    edits: list[tuple[tuple[Any, ...], Any]]
+) -> None:
+    data = forged(edits)
     try:
         record = from_json(data, "forged.json")
     except ChoirciError as exc:
@@ -166,15 +173,7 @@ def test_a_token_equal_to_an_outcome_keeps_the_record_and_the_verdict(
 def test_choirci_gate_on_a_forged_record_never_tracebacks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edits: list[tuple[tuple[Any, ...], Any]]
 ) -> None:
-    data = copy.deepcopy(BASE)
-    for path, value in edits:
-        target: Any = data
-        try:
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = value
-        except (KeyError, IndexError, TypeError):
-            continue
+    data = forged(edits)
     directory = write_record(tmp_path / "forged", data)
     code = main(["gate", "phase-1", "--evidence", str(directory)])
     err = capsys.readouterr().err

@@ -10,9 +10,7 @@ targets (``lib``: ``--lib`` or tests/lib.rs) is a :class:`ConfigError`. Never im
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from choirci import proc
 from choirci.config.rust import RustSettings, RustTarget
@@ -175,34 +173,12 @@ def _locate(plan: BinaryPlan, workspace: cargo_mod.Workspace,
         return dataclasses.replace(plan, problem=Problem(message))
     plan = dataclasses.replace(plan, manifest_dir=str(package.manifest_dir),
                                version=package.version, kind=kind,
-                               libtest=(kind, plan.binary) not in without_harness(
-                                   package.manifest_dir / "Cargo.toml"))
+                               libtest=(kind, plan.binary) not in package.no_harness)
     if len(kinds) > 1:  # the name alone would be ambiguous: the node id says the kind
         mine = next(w for w in wanted if (w.crate, w.binary, w.kind, w.features)
                     == (plan.crate, plan.binary, plan.asked_kind, plan.features))
         plan = dataclasses.replace(plan, segment=segment(mine, wanted, kind))
     return plan
-
-
-def without_harness(manifest: Path) -> frozenset[cargo_mod.Selector]:
-    """The targets a Cargo.toml declares with ``harness = false`` (criterion benches, custom
-    test mains: cargo runs each as one program that passes when it exits 0), as (kind, name);
-    the library as (lib, lib). ``cargo metadata`` does not say; the manifest does. An
-    unreadable manifest declares none (cargo reports it)."""
-    try:
-        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return frozenset()
-    found: set[cargo_mod.Selector] = set()
-    lib = data.get("lib")
-    if isinstance(lib, dict) and lib.get("harness") is False:
-        found.add((cargo_mod.LIB, cargo_mod.LIB))
-    for kind in ("bin", "test", "bench", "example"):
-        tables = data.get(kind)
-        for table in tables if isinstance(tables, list) else ():
-            if isinstance(table, dict) and table.get("harness") is False and "name" in table:
-                found.add((kind, str(table["name"])))
-    return frozenset(found)
 
 
 def _built(plan: BinaryPlan, build: cargo_mod.Build) -> BinaryPlan:

@@ -1,11 +1,13 @@
 """What ``cargo metadata`` says of a workspace, as plain data: each member package's targets
-by kind, and which of them the default features cannot build (``required-features``). Read
+by kind, which of them the default features cannot build (``required-features``), and,
+read from its Cargo.toml once, which have ``harness = false``. Read
 by :mod:`choirci.rust.cargo` (which asks cargo) and :mod:`choirci.rust.discover`. Never
 imports pytest.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,8 @@ class Package:
     # Integration tests with `test = false`: `cargo test --tests` (and plain `cargo test`)
     # leave them out; only naming them (`--test NAME`) runs them.
     not_tested: frozenset[str] = frozenset()
+    # Targets declared with `harness = false` (see without_harness), as (kind, name).
+    no_harness: frozenset[Selector] = frozenset()
 
     def of_kind(self, kind: str) -> tuple[str, ...]:
         """The names of this package's targets of ``kind`` (lib/doc: ``lib``/``doc``)."""
@@ -76,6 +80,7 @@ def parse_metadata(data: Mapping[str, Any]) -> Workspace:
             needs_features=needs_features(targets, package.get("features") or {}),
             not_tested=frozenset(t["name"] for t in targets
                                  if "test" in t.get("kind", ()) and t.get("test") is False),
+            no_harness=without_harness(Path(package["manifest_path"])),
         )
     return Workspace(
         root=Path(data["workspace_root"]),
@@ -108,3 +113,24 @@ def is_lib(kinds: Sequence[str]) -> bool:
     under `cargo test --lib` / `--doc` like any library's)."""
     return any(kind in ("lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro")
                for kind in kinds)
+
+
+def without_harness(manifest: Path) -> frozenset[Selector]:
+    """The targets a Cargo.toml declares with ``harness = false`` (criterion benches, custom
+    test mains: cargo runs each as one program that passes when it exits 0), as (kind, name);
+    the library as (lib, lib). ``cargo metadata`` does not say; the manifest does. An
+    unreadable manifest declares none (cargo reports it)."""
+    try:
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return frozenset()
+    found: set[Selector] = set()
+    lib = data.get("lib")
+    if isinstance(lib, dict) and lib.get("harness") is False:
+        found.add((LIB, LIB))
+    for kind in ("bin", "test", "bench", "example"):
+        tables = data.get(kind)
+        for table in tables if isinstance(tables, list) else ():
+            if isinstance(table, dict) and table.get("harness") is False and "name" in table:
+                found.add((kind, str(table["name"])))
+    return frozenset(found)
